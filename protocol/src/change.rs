@@ -1,0 +1,365 @@
+//! Signed changes: the only way anything enters a hub's catalogue document.
+//!
+//! Every Automerge change travels in a [`SignedChange`] envelope: the document it belongs to,
+//! the author's ed25519 public key, the raw change bytes and the author's signature over the
+//! change hash. Automerge change hashes chain over their dependencies, so a signed head also
+//! authenticates the history below it.
+//!
+//! A node applies a change only after [`verify`] (or [`verify_batch`]) accepted it:
+//! 1. size within the limit, bytes decode as an Automerge change (its checksum holds);
+//! 2. the change's actor id begins with the author's public key;
+//! 3. the author may write the document ([`may_write`]);
+//! 4. its timestamp is not too far in the future;
+//! 5. every operation fits the document layout ([`crate::layout`]) and every record it writes
+//!    validates;
+//! 6. the signature verifies (strictly, or in an ed25519 batch for keys known not to be weak).
+
+use automerge::{Change, ChangeHash};
+use ed25519_dalek::Signature;
+use serde::{Deserialize, Serialize};
+
+use crate::identity::{HubId, HubKey};
+use crate::layout::{self, LayoutError, Slot};
+
+/// Domain separation for change signatures, so they can never be replayed as anything else.
+const SIGNING_DOMAIN: &[u8] = b"hubcat/change/v1\0";
+/// Largest change accepted, in bytes (a record is at most 256 KiB of JSON; a change compresses).
+pub const MAX_CHANGE_BYTES: usize = 512 * 1024;
+/// How far in the future a change's timestamp may lie (clock skew), in milliseconds.
+pub const MAX_FUTURE_MS: i64 = 10 * 60 * 1000;
+
+/// Which Automerge document a change belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DocId {
+    /// A hub's own catalogue: its profile, services and practices. Only that hub writes it.
+    Hub(HubId),
+}
+
+impl DocId {
+    pub fn owner(&self) -> &HubId {
+        match self {
+            DocId::Hub(h) => h,
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, ChangeError> {
+        match s.strip_prefix("hub/") {
+            Some(did) => HubId::from_did(did)
+                .map(DocId::Hub)
+                .map_err(|e| ChangeError::BadDocId(format!("{s}: {e}"))),
+            None => Err(ChangeError::BadDocId(s.chars().take(80).collect())),
+        }
+    }
+}
+
+impl std::fmt::Display for DocId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DocId::Hub(h) => write!(f, "hub/{}", h.to_did()),
+        }
+    }
+}
+
+impl Serialize for DocId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for DocId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        DocId::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The rule deciding who may write which document: a hub document only by its own hub key.
+/// (Delegated node keys and federation membership extend this rule later.)
+pub fn may_write(doc: &DocId, author: &HubId) -> bool {
+    match doc {
+        DocId::Hub(owner) => owner == author,
+    }
+}
+
+/// A change as it travels and as it is stored: raw Automerge bytes plus who signed them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedChange {
+    pub doc: DocId,
+    /// The author's ed25519 public key.
+    pub author: [u8; 32],
+    /// ed25519 signature over `SIGNING_DOMAIN || doc || 0 || change hash`.
+    pub signature: Vec<u8>,
+    /// The raw Automerge change, exactly as Automerge encoded it.
+    pub change: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChangeError {
+    #[error("change is {0} bytes, larger than the {MAX_CHANGE_BYTES}-byte limit")]
+    TooLarge(usize),
+    #[error("change bytes do not decode: {0}")]
+    Decode(String),
+    #[error("invalid document id `{0}`")]
+    BadDocId(String),
+    #[error("author key is not a valid ed25519 public key")]
+    BadAuthorKey,
+    #[error("author key is a weak (small-order) key")]
+    WeakAuthorKey,
+    #[error("the change's actor id does not begin with the author's key {0}")]
+    ActorNotAuthor(String),
+    #[error("{author} may not write document {doc}")]
+    NotAuthorised { doc: String, author: String },
+    #[error("change timestamp {0} ms lies more than {MAX_FUTURE_MS} ms in the future")]
+    FromTheFuture(i64),
+    #[error("signature does not verify for change {0}")]
+    BadSignature(String),
+    #[error("{0}")]
+    Layout(#[from] LayoutError),
+}
+
+impl ChangeError {
+    /// A short, stable reason name for logs and counters.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ChangeError::TooLarge(_) => "too_large",
+            ChangeError::Decode(_) => "undecodable",
+            ChangeError::BadDocId(_) => "bad_doc_id",
+            ChangeError::BadAuthorKey | ChangeError::WeakAuthorKey => "bad_author_key",
+            ChangeError::ActorNotAuthor(_) => "actor_not_author",
+            ChangeError::NotAuthorised { .. } => "not_authorised",
+            ChangeError::FromTheFuture(_) => "future_timestamp",
+            ChangeError::BadSignature(_) => "bad_signature",
+            ChangeError::Layout(_) => "bad_layout",
+        }
+    }
+}
+
+/// A change that passed every check: safe to store and apply.
+#[derive(Debug, Clone)]
+pub struct VerifiedChange {
+    pub envelope: SignedChange,
+    pub author: HubId,
+    pub hash: ChangeHash,
+    pub change: Change,
+    /// The document slots (records) this change writes or deletes.
+    pub slots: Vec<Slot>,
+}
+
+impl VerifiedChange {
+    pub fn timestamp_ms(&self) -> i64 {
+        self.change.timestamp()
+    }
+}
+
+fn signing_message(doc: &DocId, hash: &ChangeHash) -> Vec<u8> {
+    let doc = doc.to_string();
+    let mut msg = Vec::with_capacity(SIGNING_DOMAIN.len() + doc.len() + 1 + 32);
+    msg.extend_from_slice(SIGNING_DOMAIN);
+    msg.extend_from_slice(doc.as_bytes());
+    msg.push(0);
+    msg.extend_from_slice(&hash.0);
+    msg
+}
+
+/// Sign an Automerge change made by `key` in `doc`.
+pub fn sign(key: &HubKey, doc: &DocId, change: &Change) -> SignedChange {
+    let signature = key.sign(&signing_message(doc, &change.hash()));
+    SignedChange {
+        doc: doc.clone(),
+        author: *key.id().as_bytes(),
+        signature: signature.to_bytes().to_vec(),
+        change: change.raw_bytes().to_vec(),
+    }
+}
+
+/// The checks that need no signature: size, decoding, actor, write rule, time, layout.
+pub struct Prechecked {
+    envelope: SignedChange,
+    author: HubId,
+    change: Change,
+    signature: Signature,
+    slots: Vec<Slot>,
+}
+
+/// Run every check but the signature.
+pub fn precheck(envelope: SignedChange, now_ms: i64) -> Result<Prechecked, ChangeError> {
+    if envelope.change.len() > MAX_CHANGE_BYTES {
+        return Err(ChangeError::TooLarge(envelope.change.len()));
+    }
+    let author = HubId::from_bytes(&envelope.author).map_err(|_| ChangeError::BadAuthorKey)?;
+    if author.verifying_key().is_weak() {
+        return Err(ChangeError::WeakAuthorKey);
+    }
+    let signature = Signature::from_slice(&envelope.signature)
+        .map_err(|_| ChangeError::BadSignature("(malformed signature)".into()))?;
+    if !may_write(&envelope.doc, &author) {
+        return Err(ChangeError::NotAuthorised {
+            doc: envelope.doc.to_string(),
+            author: author.to_did(),
+        });
+    }
+    let change = Change::from_bytes(envelope.change.clone())
+        .map_err(|e| ChangeError::Decode(e.to_string()))?;
+    if !change.actor_id().to_bytes().starts_with(author.as_bytes()) {
+        return Err(ChangeError::ActorNotAuthor(author.short()));
+    }
+    if change.timestamp() > now_ms.saturating_add(MAX_FUTURE_MS) {
+        return Err(ChangeError::FromTheFuture(change.timestamp()));
+    }
+    let slots = layout::check_change(&envelope.doc, &change)?;
+    Ok(Prechecked {
+        envelope,
+        author,
+        change,
+        signature,
+        slots,
+    })
+}
+
+impl Prechecked {
+    fn message(&self) -> Vec<u8> {
+        signing_message(&self.envelope.doc, &self.change.hash())
+    }
+
+    fn finish(self) -> VerifiedChange {
+        VerifiedChange {
+            hash: self.change.hash(),
+            envelope: self.envelope,
+            author: self.author,
+            change: self.change,
+            slots: self.slots,
+        }
+    }
+
+    fn verify_strict(self) -> Result<VerifiedChange, ChangeError> {
+        if self.author.verify(&self.message(), &self.signature) {
+            Ok(self.finish())
+        } else {
+            Err(ChangeError::BadSignature(self.change.hash().to_string()))
+        }
+    }
+}
+
+/// Verify one change completely.
+pub fn verify(envelope: SignedChange, now_ms: i64) -> Result<VerifiedChange, ChangeError> {
+    precheck(envelope, now_ms)?.verify_strict()
+}
+
+/// Verify many changes, checking signatures in ed25519 batches. A failed batch is re-checked
+/// one by one, so each refusal names its own change. Results keep the input order.
+pub fn verify_batch(
+    envelopes: Vec<SignedChange>,
+    now_ms: i64,
+) -> Vec<Result<VerifiedChange, ChangeError>> {
+    let prechecked: Vec<Result<Prechecked, ChangeError>> =
+        envelopes.into_iter().map(|e| precheck(e, now_ms)).collect();
+    let ok: Vec<&Prechecked> = prechecked.iter().filter_map(|p| p.as_ref().ok()).collect();
+    let batch_ok = if ok.is_empty() {
+        true
+    } else {
+        let messages: Vec<Vec<u8>> = ok.iter().map(|p| p.message()).collect();
+        let message_refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+        let signatures: Vec<Signature> = ok.iter().map(|p| p.signature).collect();
+        let keys: Vec<ed25519_dalek::VerifyingKey> =
+            ok.iter().map(|p| *p.author.verifying_key()).collect();
+        ed25519_dalek::verify_batch(&message_refs, &signatures, &keys).is_ok()
+    };
+    prechecked
+        .into_iter()
+        .map(|p| {
+            let p = p?;
+            if batch_ok {
+                Ok(p.finish())
+            } else {
+                p.verify_strict()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::CatalogueDoc;
+    use crate::record::Record;
+
+    fn service(slug: &str) -> Record {
+        Record::from_json(
+            format!(
+                r#"{{"kind":"service","id":"{slug}","title":{{"en":"AI testbed"}},
+                "description":{{"en":"Test AI before you invest."}},"category":"test-before-invest"}}"#
+            )
+            .as_bytes(),
+        )
+        .expect("valid record")
+    }
+
+    fn signed(key: &HubKey, slug: &str) -> SignedChange {
+        let mut doc = CatalogueDoc::new(key.id(), [1u8; 16]);
+        let change = doc
+            .upsert(&service(slug), 1_700_000_000_000)
+            .expect("change");
+        sign(key, doc.id(), &change)
+    }
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    #[test]
+    fn a_signed_change_verifies() {
+        let key = HubKey::from_secret_bytes(&[1; 32]).expect("key");
+        let v = verify(signed(&key, "a"), NOW).expect("verifies");
+        assert_eq!(v.author, key.id());
+        assert_eq!(v.slots.len(), 1);
+    }
+
+    #[test]
+    fn wrong_key_altered_bytes_and_foreign_document_are_refused() {
+        let key = HubKey::from_secret_bytes(&[1; 32]).expect("key");
+        let other = HubKey::from_secret_bytes(&[2; 32]).expect("key");
+
+        // Signed by another key, claiming the original author.
+        let mut env = signed(&key, "a");
+        let forged = signed(&other, "a");
+        env.signature = forged.signature;
+        assert!(matches!(verify(env, NOW), Err(ChangeError::BadSignature(_))));
+
+        // One byte of the change altered.
+        let mut env = signed(&key, "a");
+        let n = env.change.len();
+        env.change[n - 3] ^= 0x01;
+        assert!(verify(env, NOW).is_err());
+
+        // A change by `other` placed into `key`'s document.
+        let mut env = signed(&other, "a");
+        env.doc = DocId::Hub(key.id());
+        assert!(matches!(verify(env, NOW), Err(ChangeError::NotAuthorised { .. })));
+
+        // Author field swapped to the document owner: actor no longer matches.
+        let mut env = signed(&other, "a");
+        env.doc = DocId::Hub(key.id());
+        env.author = *key.id().as_bytes();
+        assert!(matches!(verify(env, NOW), Err(ChangeError::ActorNotAuthor(_))));
+    }
+
+    #[test]
+    fn a_change_from_the_future_is_refused() {
+        let key = HubKey::from_secret_bytes(&[1; 32]).expect("key");
+        let env = signed(&key, "a");
+        assert!(matches!(
+            verify(env, NOW - MAX_FUTURE_MS - 1),
+            Err(ChangeError::FromTheFuture(_))
+        ));
+    }
+
+    #[test]
+    fn batch_verification_names_the_bad_change() {
+        let key = HubKey::from_secret_bytes(&[1; 32]).expect("key");
+        let other = HubKey::from_secret_bytes(&[2; 32]).expect("key");
+        let mut batch: Vec<SignedChange> = (0..5).map(|i| signed(&key, &format!("s{i}"))).collect();
+        batch[3].signature = signed(&other, "s3").signature;
+        let results = verify_batch(batch, NOW);
+        for (i, r) in results.iter().enumerate() {
+            assert_eq!(r.is_ok(), i != 3, "change {i}");
+        }
+    }
+}
