@@ -252,7 +252,11 @@ fn set(
 /// Flatten a parsed file into dotted keys.
 fn flatten(prefix: &str, table: toml::Table, out: &mut Vec<(String, toml::Value)>) {
     for (k, v) in table {
-        let key = if prefix.is_empty() { k } else { format!("{prefix}.{k}") };
+        let key = if prefix.is_empty() {
+            k
+        } else {
+            format!("{prefix}.{k}")
+        };
         match v {
             toml::Value::Table(t) => flatten(&key, t, out),
             other => out.push((key, other)),
@@ -365,14 +369,13 @@ pub fn resolve(sources: &Sources<'_>) -> Result<Resolved, ConfigError> {
             .as_table_mut()
             .map(|t| t.insert(name.to_owned(), v));
     }
-    let config: Config =
-        toml::Value::Table(root)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::BadValue {
-                source_name: "configuration".into(),
-                key: "(value)".into(),
-                detail: e.message().to_owned(),
-            })?;
+    let config: Config = toml::Value::Table(root)
+        .try_into()
+        .map_err(|e: toml::de::Error| ConfigError::BadValue {
+            source_name: "configuration".into(),
+            key: "(value)".into(),
+            detail: e.message().to_owned(),
+        })?;
     validate(&config)?;
     Ok(Resolved {
         config,
@@ -386,22 +389,34 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
         key: key.into(),
         detail,
     };
-    for (key, list) in [("p2p.listen", &c.p2p.listen), ("p2p.bootstrap", &c.p2p.bootstrap)] {
+    for (key, list) in [
+        ("p2p.listen", &c.p2p.listen),
+        ("p2p.bootstrap", &c.p2p.bootstrap),
+    ] {
         for addr in list {
             if !addr.starts_with('/') {
-                return Err(bad(key, format!("`{addr}` is not a multiaddr (e.g. /ip4/10.0.0.2/tcp/7071/p2p/12D3KooW…)")));
+                return Err(bad(
+                    key,
+                    format!(
+                        "`{addr}` is not a multiaddr (e.g. /ip4/10.0.0.2/tcp/7071/p2p/12D3KooW…)"
+                    ),
+                ));
             }
         }
     }
     let fed_ok = !c.p2p.federation.is_empty()
         && c.p2p.federation.len() <= 64
-        && c.p2p.federation
+        && c.p2p
+            .federation
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
     if !fed_ok {
         return Err(bad(
             "p2p.federation",
-            format!("`{}` must be 1-64 characters of a-z A-Z 0-9 - _ .", c.p2p.federation),
+            format!(
+                "`{}` must be 1-64 characters of a-z A-Z 0-9 - _ .",
+                c.p2p.federation
+            ),
         ));
     }
     if c.sync.interval_secs == 0 {
@@ -478,7 +493,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -494,7 +512,10 @@ mod tests {
         let file = "[api]\nlisten = \"127.0.0.1:1000\"\n[hub]\nname = \"HDS\"\n[sync]\ninterval_secs = 5\n";
         let mut sources = Sources {
             file: Some((file, "hubcat.toml")),
-            env: env(&[("HUBCAT_API_LISTEN", "127.0.0.1:2000"), ("HUBCAT_SYNC_INTERVAL_SECS", "7")]),
+            env: env(&[
+                ("HUBCAT_API_LISTEN", "127.0.0.1:2000"),
+                ("HUBCAT_SYNC_INTERVAL_SECS", "7"),
+            ]),
             flags: vec![("api.listen", toml::Value::String("127.0.0.1:3000".into()))],
         };
         let c = resolve(&sources).expect("valid").config;
@@ -502,9 +523,15 @@ mod tests {
         assert_eq!(c.sync.interval_secs, 7, "env beats file");
         assert_eq!(c.hub.name, "HDS", "file beats default");
         sources.flags.clear();
-        assert_eq!(resolve(&sources).expect("valid").config.api.listen.port(), 2000);
+        assert_eq!(
+            resolve(&sources).expect("valid").config.api.listen.port(),
+            2000
+        );
         sources.env.clear();
-        assert_eq!(resolve(&sources).expect("valid").config.api.listen.port(), 1000);
+        assert_eq!(
+            resolve(&sources).expect("valid").config.api.listen.port(),
+            1000
+        );
     }
 
     #[test]
@@ -535,14 +562,20 @@ mod tests {
             ..Default::default()
         })
         .expect_err("bad address");
-        assert!(err.to_string().contains("api") || err.to_string().contains("address"), "{err}");
+        assert!(
+            err.to_string().contains("api") || err.to_string().contains("address"),
+            "{err}"
+        );
     }
 
     #[test]
     fn env_lists_split_on_commas_and_strays_are_reported() {
         let r = resolve(&Sources {
             env: env(&[
-                ("HUBCAT_P2P_BOOTSTRAP", "/ip4/127.0.0.1/tcp/1/p2p/x, /ip4/127.0.0.1/tcp/2/p2p/y"),
+                (
+                    "HUBCAT_P2P_BOOTSTRAP",
+                    "/ip4/127.0.0.1/tcp/1/p2p/x, /ip4/127.0.0.1/tcp/2/p2p/y",
+                ),
                 ("HUBCAT_DATA_DIR", "/var/lib/hubcat"),
                 ("HUBCAT_API_LISTN", "oops"),
             ]),
@@ -561,12 +594,19 @@ mod tests {
             std::fs::write(path, example_toml()).expect("write example");
         }
         let committed = std::fs::read_to_string(path).expect("config/hubcat.example.toml");
-        assert_eq!(committed, example_toml(), "regenerate with HUBCAT_WRITE_EXAMPLE=1");
+        assert_eq!(
+            committed,
+            example_toml(),
+            "regenerate with HUBCAT_WRITE_EXAMPLE=1"
+        );
         let r = resolve(&Sources {
             file: Some((&committed, "hubcat.example.toml")),
             ..Default::default()
         })
         .expect("example is valid");
-        assert_eq!(r.config, resolve(&Sources::default()).expect("defaults").config);
+        assert_eq!(
+            r.config,
+            resolve(&Sources::default()).expect("defaults").config
+        );
     }
 }

@@ -1,1 +1,16 @@
-
+//! hubcat-node: the `hubcat` binary's library.
+//!
+//! - [`store`]: durable storage (sled) behind a small trait;
+//! - [`engine`]: the catalogue: per-hub Automerge documents fed by verified signed changes,
+//!   and the materialised view queries read;
+//! - [`datadir`]: a node's data directory (config, key, token, store);
+//! - [`api`]: the HTTP JSON API;
+//! - [`node`]: starting and stopping a node (used by `hubcat run`, the demo and the tests);
+//! - [`cli`]: the `hubcat` command line and its HTTP client.
+pub mod api;
+pub mod cli;
+pub mod datadir;
+pub mod demo;
+pub mod engine;
+pub mod node;
+pub mod store;

@@ -174,7 +174,10 @@ pub fn verify(bundle: &Bundle, now_ms: i64) -> Result<BundleReport, BundleError>
         };
         let envelope = c.envelope().map_err(fail)?;
         if !keys.contains_key(&c.author) {
-            return Err(fail(format!("author {} is not among the publishers", c.author)));
+            return Err(fail(format!(
+                "author {} is not among the publishers",
+                c.author
+            )));
         }
         let verified = change::verify(envelope, now_ms).map_err(|e| fail(e.to_string()))?;
         if hex::encode(verified.hash.0) != c.hash {
@@ -191,7 +194,10 @@ pub fn verify(bundle: &Bundle, now_ms: i64) -> Result<BundleReport, BundleError>
             .map(|s| RecordId::new(owner, s.clone()).to_string())
             .collect();
         if listed != c.records {
-            return Err(fail(format!("change writes {listed:?}, listed as {:?}", c.records)));
+            return Err(fail(format!(
+                "change writes {listed:?}, listed as {:?}",
+                c.records
+            )));
         }
         for r in &listed {
             writers
@@ -233,7 +239,9 @@ pub fn verify(bundle: &Bundle, now_ms: i64) -> Result<BundleReport, BundleError>
         let signed: serde_json::Value =
             serde_json::from_str(&json).map_err(|e| fail(e.to_string()))?;
         if signed != r.record {
-            return Err(fail("content differs from what its publisher signed".into()));
+            return Err(fail(
+                "content differs from what its publisher signed".into(),
+            ));
         }
         if r.provenance.publisher != id.publisher.to_did() {
             return Err(fail("provenance names another publisher".into()));
@@ -243,7 +251,9 @@ pub fn verify(bundle: &Bundle, now_ms: i64) -> Result<BundleReport, BundleError>
             .iter()
             .any(|(h, s)| *h == r.provenance.change_hash && *s == r.provenance.signature)
         {
-            return Err(fail("provenance does not match any signed change of this record".into()));
+            return Err(fail(
+                "provenance does not match any signed change of this record".into(),
+            ));
         }
     }
     if present != bundle.records.len() {

@@ -321,7 +321,10 @@ mod tests {
         let mut env = signed(&key, "a");
         let forged = signed(&other, "a");
         env.signature = forged.signature;
-        assert!(matches!(verify(env, NOW), Err(ChangeError::BadSignature(_))));
+        assert!(matches!(
+            verify(env, NOW),
+            Err(ChangeError::BadSignature(_))
+        ));
 
         // One byte of the change altered.
         let mut env = signed(&key, "a");
@@ -332,13 +335,19 @@ mod tests {
         // A change by `other` placed into `key`'s document.
         let mut env = signed(&other, "a");
         env.doc = DocId::Hub(key.id());
-        assert!(matches!(verify(env, NOW), Err(ChangeError::NotAuthorised { .. })));
+        assert!(matches!(
+            verify(env, NOW),
+            Err(ChangeError::NotAuthorised { .. })
+        ));
 
         // Author field swapped to the document owner: actor no longer matches.
         let mut env = signed(&other, "a");
         env.doc = DocId::Hub(key.id());
         env.author = *key.id().as_bytes();
-        assert!(matches!(verify(env, NOW), Err(ChangeError::ActorNotAuthor(_))));
+        assert!(matches!(
+            verify(env, NOW),
+            Err(ChangeError::ActorNotAuthor(_))
+        ));
     }
 
     #[test]

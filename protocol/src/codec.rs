@@ -76,14 +76,23 @@ mod tests {
         let env = envelope(vec![1, 2, 3]);
         let bytes = encode(&env);
         assert_eq!(bytes[0], VERSION);
-        assert_eq!(decode::<SignedChange>(&bytes, 1 << 20).expect("decodes"), env);
+        assert_eq!(
+            decode::<SignedChange>(&bytes, 1 << 20).expect("decodes"),
+            env
+        );
 
         let mut v2 = bytes.clone();
         v2[0] = 2;
-        assert_eq!(decode::<SignedChange>(&v2, 1 << 20), Err(CodecError::UnknownVersion(2)));
+        assert_eq!(
+            decode::<SignedChange>(&v2, 1 << 20),
+            Err(CodecError::UnknownVersion(2))
+        );
         let mut trailing = bytes.clone();
         trailing.push(0);
-        assert_eq!(decode::<SignedChange>(&trailing, 1 << 20), Err(CodecError::Trailing(1)));
+        assert_eq!(
+            decode::<SignedChange>(&trailing, 1 << 20),
+            Err(CodecError::Trailing(1))
+        );
         assert!(matches!(
             decode::<SignedChange>(&bytes, 10),
             Err(CodecError::TooLarge { .. })

@@ -207,7 +207,9 @@ mod tests {
     fn bad_dids_are_refused() {
         assert!(HubId::from_did("did:web:example.org").is_err());
         assert!(HubId::from_did("did:key:z6Mk").is_err());
-        assert!(HubId::from_did("did:key:zQ3shokFTS3brHcDQrn82RUDfCZESWL1ZdCEJwekUDPQiYBme").is_err());
+        assert!(
+            HubId::from_did("did:key:zQ3shokFTS3brHcDQrn82RUDfCZESWL1ZdCEJwekUDPQiYBme").is_err()
+        );
     }
 
     #[test]

@@ -119,11 +119,17 @@ fn check_record_in_slot(slot: &Slot, json: &str, owner_did: &str) -> Result<(), 
     };
     let is_profile_slot = slot.0 == PROFILE_SLUG;
     if is_profile_slot != (record.kind() == RecordKind::Profile) {
-        return Err(mismatch(format!("a {} cannot live in this slot", record.kind())));
+        return Err(mismatch(format!(
+            "a {} cannot live in this slot",
+            record.kind()
+        )));
     }
     let meta = record.meta();
     if meta.id.as_deref() != Some(slot.as_str()) {
-        return Err(mismatch(format!("record id {:?} differs from its slot", meta.id)));
+        return Err(mismatch(format!(
+            "record id {:?} differs from its slot",
+            meta.id
+        )));
     }
     if meta.publisher.as_deref() != Some(owner_did) {
         return Err(mismatch(format!(
@@ -157,6 +163,11 @@ impl CatalogueDoc {
             id,
             doc: Automerge::new(),
         }
+    }
+
+    /// Wrap an Automerge document (e.g. a fork at earlier heads) as a catalogue document.
+    pub fn from_automerge(id: DocId, doc: Automerge) -> Self {
+        CatalogueDoc { id, doc }
     }
 
     /// Load a saved document (a snapshot written by [`CatalogueDoc::save`]).
@@ -274,7 +285,9 @@ impl CatalogueDoc {
 
     fn commit<F>(&mut self, slot: &Slot, now_ms: i64, op: F) -> Result<Change, LayoutError>
     where
-        F: FnOnce(&mut automerge::transaction::Transaction<'_>) -> Result<(), automerge::AutomergeError>,
+        F: FnOnce(
+            &mut automerge::transaction::Transaction<'_>,
+        ) -> Result<(), automerge::AutomergeError>,
     {
         let mut tx = self.doc.transaction();
         if let Err(e) = op(&mut tx) {
@@ -282,7 +295,11 @@ impl CatalogueDoc {
             return Err(LayoutError::Automerge(e.to_string()));
         }
         // The message names the slot: provenance for people reading the raw history.
-        tx.commit_with(CommitOptions::default().with_message(slot.as_str()).with_time(now_ms));
+        tx.commit_with(
+            CommitOptions::default()
+                .with_message(slot.as_str())
+                .with_time(now_ms),
+        );
         self.doc
             .get_last_local_change()
             .ok_or_else(|| LayoutError::Automerge("commit produced no change".into()))
@@ -351,9 +368,15 @@ mod tests {
         let key = HubKey::from_secret_bytes(&[3; 32]).expect("key");
         let mut doc = CatalogueDoc::new(key.id(), [0; 16]);
         doc.upsert(&practice(Some("tm")), 1_000_000).expect("first");
-        doc.upsert(&practice(Some("tm")), 2_000_000).expect("update");
-        let r = doc.record(&Slot::parse("tm").expect("slot")).expect("record");
-        assert_eq!(r.meta().publisher.as_deref(), Some(key.id().to_did().as_str()));
+        doc.upsert(&practice(Some("tm")), 2_000_000)
+            .expect("update");
+        let r = doc
+            .record(&Slot::parse("tm").expect("slot"))
+            .expect("record");
+        assert_eq!(
+            r.meta().publisher.as_deref(),
+            Some(key.id().to_did().as_str())
+        );
         assert_eq!(r.meta().issued.as_deref(), Some("1970-01-01T00:16:40Z"));
         assert_eq!(r.meta().modified.as_deref(), Some("1970-01-01T00:33:20Z"));
         assert_eq!(doc.changes().len(), 2, "one change per upsert");
@@ -368,7 +391,10 @@ mod tests {
         assert_eq!(slots.len(), 1);
         doc.withdraw(&slots[0], 2).expect("withdraw");
         assert!(doc.slots().is_empty());
-        assert!(matches!(doc.withdraw(&slots[0], 3), Err(LayoutError::NotFound(_))));
+        assert!(matches!(
+            doc.withdraw(&slots[0], 3),
+            Err(LayoutError::NotFound(_))
+        ));
     }
 
     #[test]

@@ -74,7 +74,11 @@ pub enum RecordKind {
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 3] = [RecordKind::Profile, RecordKind::Service, RecordKind::Practice];
+    pub const ALL: [RecordKind; 3] = [
+        RecordKind::Profile,
+        RecordKind::Service,
+        RecordKind::Practice,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -91,7 +95,10 @@ impl RecordKind {
             "practice" => Ok(RecordKind::Practice),
             other => Err(RecordError::field(
                 "kind",
-                format!("unknown kind {}; valid: profile, service, practice", shown(other)),
+                format!(
+                    "unknown kind {}; valid: profile, service, practice",
+                    shown(other)
+                ),
             )),
         }
     }
@@ -126,7 +133,14 @@ pub struct RecordMeta {
     pub last_confirmed: Option<String>,
 }
 
-const META_FIELDS: [&str; 6] = ["schema", "id", "publisher", "issued", "modified", "last_confirmed"];
+const META_FIELDS: [&str; 6] = [
+    "schema",
+    "id",
+    "publisher",
+    "issued",
+    "modified",
+    "last_confirmed",
+];
 
 /// A vocabulary term, either a bare slug or `{term, level}` with an engagement level 1–5.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -252,17 +266,49 @@ pub struct Practice {
 }
 
 const PROFILE_FIELDS: &[&str] = &[
-    "name", "title", "hub_type", "country", "regions", "website", "description", "languages",
-    "technologies", "sectors", "front_desk", "partners",
+    "name",
+    "title",
+    "hub_type",
+    "country",
+    "regions",
+    "website",
+    "description",
+    "languages",
+    "technologies",
+    "sectors",
+    "front_desk",
+    "partners",
 ];
 const SERVICE_FIELDS: &[&str] = &[
-    "title", "description", "category", "technologies", "sectors", "audience", "trl",
-    "area_served", "cross_border", "languages", "delivery", "cost", "contact", "landing_page",
-    "valid_from", "valid_until",
+    "title",
+    "description",
+    "category",
+    "technologies",
+    "sectors",
+    "audience",
+    "trl",
+    "area_served",
+    "cross_border",
+    "languages",
+    "delivery",
+    "cost",
+    "contact",
+    "landing_page",
+    "valid_from",
+    "valid_until",
 ];
 const PRACTICE_FIELDS: &[&str] = &[
-    "title", "description", "practice_type", "maturity", "scale", "trl", "owner", "countries",
-    "languages", "evidence", "open_to_twinning",
+    "title",
+    "description",
+    "practice_type",
+    "maturity",
+    "scale",
+    "trl",
+    "owner",
+    "countries",
+    "languages",
+    "evidence",
+    "open_to_twinning",
 ];
 
 /// One catalogue record of any kind.
@@ -379,7 +425,10 @@ impl Record {
         let kind = match map.get("kind") {
             Some(Value::String(k)) => RecordKind::parse(k)?,
             Some(other) => {
-                return Err(RecordError::field("kind", format!("must be a string, got {other}")))
+                return Err(RecordError::field(
+                    "kind",
+                    format!("must be a string, got {other}"),
+                ))
             }
             None => {
                 return Err(RecordError::field(
@@ -394,7 +443,10 @@ impl Record {
             RecordKind::Practice => PRACTICE_FIELDS,
         };
         for key in map.keys() {
-            if key != "kind" && !fields.contains(&key.as_str()) && !META_FIELDS.contains(&key.as_str()) {
+            if key != "kind"
+                && !fields.contains(&key.as_str())
+                && !META_FIELDS.contains(&key.as_str())
+            {
                 return Err(RecordError::field(
                     key.clone(),
                     format!(
@@ -421,7 +473,9 @@ impl Record {
             if schema != SCHEMA_VERSION {
                 return Err(RecordError::field(
                     "schema",
-                    format!("unsupported layout version {schema}; this node reads {SCHEMA_VERSION}"),
+                    format!(
+                        "unsupported layout version {schema}; this node reads {SCHEMA_VERSION}"
+                    ),
                 ));
             }
         }
@@ -430,7 +484,10 @@ impl Record {
                 if id != PROFILE_SLUG {
                     return Err(RecordError::field(
                         "id",
-                        format!("a hub has one profile, its id is `{PROFILE_SLUG}`, not {}", shown(id)),
+                        format!(
+                            "a hub has one profile, its id is `{PROFILE_SLUG}`, not {}",
+                            shown(id)
+                        ),
                     ));
                 }
             } else {
@@ -477,7 +534,12 @@ impl Profile {
         if let Some(w) = &self.website {
             check_url("website", w)?;
         }
-        check_langmap("description", &self.description, MAX_DESCRIPTION_CHARS, false)?;
+        check_langmap(
+            "description",
+            &self.description,
+            MAX_DESCRIPTION_CHARS,
+            false,
+        )?;
         check_list("languages", &self.languages, |f, l| check_language(f, l))?;
         check_terms("technologies", &self.technologies, &vocab::TECHNOLOGIES)?;
         check_terms("sectors", &self.sectors, &vocab::SECTORS)?;
@@ -488,23 +550,34 @@ impl Profile {
             if let Some(p) = &fd.phone {
                 check_phone("front_desk.phone", p)?;
             }
-            check_list("front_desk.languages", &fd.languages, |f, l| check_language(f, l))?;
+            check_list("front_desk.languages", &fd.languages, |f, l| {
+                check_language(f, l)
+            })?;
             if let Some(h) = &fd.hours {
                 check_line("front_desk.hours", h, 200)?;
             }
         }
-        check_list("partners", &self.partners, |f, p| check_line(f, p, MAX_TITLE_CHARS))
+        check_list("partners", &self.partners, |f, p| {
+            check_line(f, p, MAX_TITLE_CHARS)
+        })
     }
 }
 
 impl Service {
     fn validate(&self) -> Result<(), RecordError> {
         check_langmap("title", &self.title, MAX_TITLE_CHARS, true)?;
-        check_langmap("description", &self.description, MAX_DESCRIPTION_CHARS, true)?;
+        check_langmap(
+            "description",
+            &self.description,
+            MAX_DESCRIPTION_CHARS,
+            true,
+        )?;
         check_vocab("category", &self.category, &vocab::CATEGORIES)?;
         check_terms("technologies", &self.technologies, &vocab::TECHNOLOGIES)?;
         check_terms("sectors", &self.sectors, &vocab::SECTORS)?;
-        check_list("audience", &self.audience, |f, a| check_vocab(f, a, &vocab::AUDIENCES))?;
+        check_list("audience", &self.audience, |f, a| {
+            check_vocab(f, a, &vocab::AUDIENCES)
+        })?;
         if let Some(trl) = self.trl {
             check_trl("trl.min", trl.min)?;
             check_trl("trl.max", trl.max)?;
@@ -560,7 +633,12 @@ impl Service {
 impl Practice {
     fn validate(&self) -> Result<(), RecordError> {
         check_langmap("title", &self.title, MAX_TITLE_CHARS, true)?;
-        check_langmap("description", &self.description, MAX_DESCRIPTION_CHARS, true)?;
+        check_langmap(
+            "description",
+            &self.description,
+            MAX_DESCRIPTION_CHARS,
+            true,
+        )?;
         check_vocab("practice_type", &self.practice_type, &vocab::PRACTICE_TYPES)?;
         check_vocab("maturity", &self.maturity, &vocab::MATURITY)?;
         if let Some(s) = &self.scale {
@@ -628,16 +706,27 @@ fn check_line(field: &str, value: &str, max: usize) -> Result<(), RecordError> {
     if n > max {
         return Err(RecordError::field(
             field,
-            format!("{} is too long: {n} characters, at most {max}", shown(value)),
+            format!(
+                "{} is too long: {n} characters, at most {max}",
+                shown(value)
+            ),
         ));
     }
-    if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r') {
+    if value
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
+    {
         return Err(RecordError::field(field, "contains control characters"));
     }
     Ok(())
 }
 
-fn check_langmap(field: &str, map: &LangMap, max: usize, required: bool) -> Result<(), RecordError> {
+fn check_langmap(
+    field: &str,
+    map: &LangMap,
+    max: usize,
+    required: bool,
+) -> Result<(), RecordError> {
     if required && map.is_empty() {
         return Err(RecordError::field(
             field,
@@ -673,14 +762,22 @@ fn check_vocab(field: &str, value: &str, vocab: &Vocabulary) -> Result<(), Recor
     } else {
         Err(RecordError::field(
             field,
-            format!("unknown {} {}; valid: {}", vocab.name, shown(value), vocab.choices()),
+            format!(
+                "unknown {} {}; valid: {}",
+                vocab.name,
+                shown(value),
+                vocab.choices()
+            ),
         ))
     }
 }
 
 fn check_terms(field: &str, terms: &[TermRef], vocab: &Vocabulary) -> Result<(), RecordError> {
     if terms.len() > MAX_LIST_ITEMS {
-        return Err(RecordError::field(field, format!("at most {MAX_LIST_ITEMS} entries")));
+        return Err(RecordError::field(
+            field,
+            format!("at most {MAX_LIST_ITEMS} entries"),
+        ));
     }
     for (i, t) in terms.iter().enumerate() {
         check_vocab(&format!("{field}[{i}]"), t.slug(), vocab)?;
@@ -700,7 +797,11 @@ fn check_country(field: &str, code: &str) -> Result<(), RecordError> {
     if vocab::is_country(code) {
         Ok(())
     } else {
-        let hint = if code == "EL" { " (Greece is GR in ISO 3166-1; EL is its NUTS prefix)" } else { "" };
+        let hint = if code == "EL" {
+            " (Greece is GR in ISO 3166-1; EL is its NUTS prefix)"
+        } else {
+            ""
+        };
         Err(RecordError::field(
             field,
             format!(
@@ -731,7 +832,10 @@ fn check_language(field: &str, code: &str) -> Result<(), RecordError> {
     } else {
         Err(RecordError::field(
             field,
-            format!("unknown language {}; valid: ISO 639-1 codes in lower case (en, sv, es, el …)", shown(code)),
+            format!(
+                "unknown language {}; valid: ISO 639-1 codes in lower case (en, sv, es, el …)",
+                shown(code)
+            ),
         ))
     }
 }
@@ -740,7 +844,10 @@ fn check_trl(field: &str, trl: u8) -> Result<(), RecordError> {
     if (1..=9).contains(&trl) {
         Ok(())
     } else {
-        Err(RecordError::field(field, format!("TRL {trl} is out of range; valid: 1 to 9")))
+        Err(RecordError::field(
+            field,
+            format!("TRL {trl} is out of range; valid: 1 to 9"),
+        ))
     }
 }
 
@@ -748,9 +855,9 @@ pub(crate) fn check_slug(field: &str, slug: &str) -> Result<(), RecordError> {
     let ok = !slug.is_empty()
         && slug.len() <= 64
         && slug.as_bytes()[0].is_ascii_alphanumeric()
-        && slug
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' || b == b'.');
+        && slug.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' || b == b'.'
+        });
     if ok {
         Ok(())
     } else {
@@ -769,7 +876,9 @@ fn check_url(field: &str, value: &str) -> Result<(), RecordError> {
         return Err(RecordError::field(field, "URL longer than 2048 characters"));
     }
     match url::Url::parse(value) {
-        Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host_str().is_some() => Ok(()),
+        Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host_str().is_some() => {
+            Ok(())
+        }
         Ok(_) => Err(RecordError::field(
             field,
             format!("{} is not an absolute http(s) URL", shown(value)),
@@ -807,13 +916,18 @@ fn check_email(field: &str, value: &str) -> Result<(), RecordError> {
 fn check_phone(field: &str, value: &str) -> Result<(), RecordError> {
     let valid = value.len() <= 40
         && value.chars().filter(char::is_ascii_digit).count() >= 5
-        && value.chars().all(|c| c.is_ascii_digit() || " +-()./".contains(c));
+        && value
+            .chars()
+            .all(|c| c.is_ascii_digit() || " +-()./".contains(c));
     if valid {
         Ok(())
     } else {
         Err(RecordError::field(
             field,
-            format!("{} is not a phone number (digits, spaces, + - ( ) . /)", shown(value)),
+            format!(
+                "{} is not a phone number (digits, spaces, + - ( ) . /)",
+                shown(value)
+            ),
         ))
     }
 }
@@ -826,8 +940,14 @@ fn parse_date(value: &str) -> Result<time::Date, String> {
 
 /// Parse an RFC 3339 timestamp as the envelope fields carry them.
 pub fn parse_timestamp(value: &str) -> Result<time::OffsetDateTime, String> {
-    time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
-        .map_err(|_| format!("{} is not an RFC 3339 timestamp (2025-05-01T12:00:00Z)", shown(value)))
+    time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339).map_err(
+        |_| {
+            format!(
+                "{} is not an RFC 3339 timestamp (2025-05-01T12:00:00Z)",
+                shown(value)
+            )
+        },
+    )
 }
 
 /// Format a unix time in milliseconds as RFC 3339 (UTC, whole seconds).
@@ -883,7 +1003,11 @@ mod tests {
         assert_eq!(e.field.as_deref(), Some("area_served[0]"));
         assert!(e.detail.contains("SE99"));
 
-        let e = refusal(service(), &["languages"], serde_json::json!(["sv", "swedish"]));
+        let e = refusal(
+            service(),
+            &["languages"],
+            serde_json::json!(["sv", "swedish"]),
+        );
         assert_eq!(e.field.as_deref(), Some("languages[1]"));
 
         let e = refusal(service(), &["trl"], serde_json::json!({"min": 7, "max": 3}));
@@ -892,11 +1016,19 @@ mod tests {
         let e = refusal(service(), &["trl", "max"], 10.into());
         assert_eq!(e.field.as_deref(), Some("trl.max"));
 
-        let e = refusal(service(), &["technologies"], serde_json::json!([{"term": "ai", "level": 2}]));
+        let e = refusal(
+            service(),
+            &["technologies"],
+            serde_json::json!([{"term": "ai", "level": 2}]),
+        );
         assert_eq!(e.field.as_deref(), Some("technologies[0]"));
         assert!(e.detail.contains("artificial-intelligence"));
 
-        let e = refusal(service(), &["description", "en"], "x".repeat(1_000_000).into());
+        let e = refusal(
+            service(),
+            &["description", "en"],
+            "x".repeat(1_000_000).into(),
+        );
         assert_eq!(e.field.as_deref(), Some("description.en"));
         assert!(e.detail.contains("too long"));
 

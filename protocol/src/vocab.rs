@@ -25,7 +25,11 @@ impl Vocabulary {
 
     /// The valid slugs, comma separated, for error messages.
     pub fn choices(&self) -> String {
-        self.terms.iter().map(|(s, _)| *s).collect::<Vec<_>>().join(", ")
+        self.terms
+            .iter()
+            .map(|(s, _)| *s)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     pub fn slugs(&self) -> impl Iterator<Item = &'static str> {
@@ -51,7 +55,10 @@ pub static CATEGORIES: Vocabulary = Vocabulary {
         ("test-before-invest", "Test before invest"),
         ("skills-and-training", "Skills and training"),
         ("support-to-find-investment", "Support to find investments"),
-        ("ecosystem-and-networking", "Innovation ecosystem and networking"),
+        (
+            "ecosystem-and-networking",
+            "Innovation ecosystem and networking",
+        ),
     ],
 };
 
@@ -59,7 +66,10 @@ pub static TECHNOLOGIES: Vocabulary = Vocabulary {
     name: "technology",
     terms: &[
         ("additive-manufacturing", "Additive manufacturing"),
-        ("artificial-intelligence", "Artificial intelligence and decision support"),
+        (
+            "artificial-intelligence",
+            "Artificial intelligence and decision support",
+        ),
         ("bi-tools", "Business intelligence tools"),
         ("big-data", "Big data"),
         ("blockchain", "Blockchain"),
@@ -132,12 +142,20 @@ pub static AUDIENCES: Vocabulary = Vocabulary {
 
 pub static DELIVERY: Vocabulary = Vocabulary {
     name: "delivery mode",
-    terms: &[("onsite", "On site"), ("remote", "Remote"), ("hybrid", "Hybrid")],
+    terms: &[
+        ("onsite", "On site"),
+        ("remote", "Remote"),
+        ("hybrid", "Hybrid"),
+    ],
 };
 
 pub static COST: Vocabulary = Vocabulary {
     name: "cost model",
-    terms: &[("free", "Free"), ("subsidised", "Subsidised"), ("paid", "Paid")],
+    terms: &[
+        ("free", "Free"),
+        ("subsidised", "Subsidised"),
+        ("paid", "Paid"),
+    ],
 };
 
 pub static PRACTICE_TYPES: Vocabulary = Vocabulary {

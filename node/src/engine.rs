@@ -1,0 +1,673 @@
+//! The catalogue engine: one Automerge document per publisher, fed only by verified signed
+//! changes, with a materialised view of every record for queries.
+//!
+//! Local publishes and remote changes take the same path: a change is verified
+//! ([`hubcat_protocol::change::verify_batch`]), made durable in the store, applied to its
+//! document, and then the records it touched are re-read into the view. A local publish first
+//! builds and signs its change on the hub's own document; if verification or storage fails the
+//! document is rolled back to its previous heads, so nothing unverified or undurable is ever
+//! visible.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use automerge::{Change, ChangeHash, ReadDoc, ROOT};
+use hubcat_protocol::bundle::{
+    self, Bundle, BundleChange, BundlePublisher, BundleRecord, Provenance,
+};
+use hubcat_protocol::change::{self, ChangeError, VerifiedChange};
+use hubcat_protocol::layout::{self, LayoutError};
+use hubcat_protocol::record::format_timestamp;
+use hubcat_protocol::{
+    CatalogueDoc, DocId, HubId, HubKey, Record, RecordError, RecordId, RecordKind, SignedChange,
+    Slot,
+};
+use serde::Serialize;
+
+use crate::store::{Snapshot, Store, StoreError};
+
+/// Snapshot changed documents after this many applied changes.
+const SNAPSHOT_EVERY: u64 = 20_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    Invalid(#[from] RecordError),
+    #[error("{0}")]
+    Refused(#[from] ChangeError),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<LayoutError> for EngineError {
+    fn from(e: LayoutError) -> Self {
+        match e {
+            LayoutError::KindConflict { .. } => EngineError::Conflict(e.to_string()),
+            LayoutError::NotFound(_) => EngineError::NotFound(e.to_string()),
+            LayoutError::BadSlot(_) => {
+                EngineError::Invalid(RecordError::field("id", e.to_string()))
+            }
+            LayoutError::BadRecord { .. } | LayoutError::Mismatch { .. } => {
+                EngineError::Invalid(RecordError::field("record", e.to_string()))
+            }
+            other => EngineError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// A record as the node serves it: the signed content plus its proof of origin.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordView {
+    /// `slot@z6Mk…`, unique across the federation.
+    pub id: String,
+    pub kind: RecordKind,
+    pub publisher: String,
+    pub record: Record,
+    pub provenance: Provenance,
+}
+
+/// What an ingest did with each change.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct IngestReport {
+    pub accepted: usize,
+    pub duplicates: usize,
+    pub refused: Vec<Refusal>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Refusal {
+    /// Position of the change in the batch.
+    pub index: usize,
+    pub reason: &'static str,
+    pub detail: String,
+}
+
+/// Filters for listing records.
+#[derive(Debug, Default, Clone)]
+pub struct ListFilter {
+    pub kind: Option<RecordKind>,
+    pub publisher: Option<HubId>,
+    pub country: Option<String>,
+    pub category: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CatalogueStatus {
+    pub did: String,
+    pub records: BTreeMap<RecordKind, usize>,
+    pub documents: usize,
+    pub changes: usize,
+    /// SHA-256 over every (document, heads) pair: equal catalogues have equal digests.
+    pub digest: String,
+    pub store_bytes: u64,
+    pub changes_accepted: u64,
+    pub changes_refused: u64,
+}
+
+struct DocState {
+    doc: CatalogueDoc,
+    /// (actor, start op) → (change hash, last op): finds the change that wrote a value.
+    ops: BTreeMap<(Vec<u8>, u64), (ChangeHash, u64)>,
+    /// change hash → (signature, timestamp ms) of every change in the document.
+    sigs: HashMap<ChangeHash, (Vec<u8>, i64)>,
+    /// Slots touched by changes still waiting for missing dependencies.
+    waiting: BTreeSet<Slot>,
+    dirty: bool,
+}
+
+impl DocState {
+    fn new(doc: CatalogueDoc) -> Self {
+        DocState {
+            doc,
+            ops: BTreeMap::new(),
+            sigs: HashMap::new(),
+            waiting: BTreeSet::new(),
+            dirty: false,
+        }
+    }
+
+    fn index(&mut self, change: &Change, signature: &[u8]) {
+        let actor = change.actor_id().to_bytes().to_vec();
+        self.ops.insert(
+            (actor, change.start_op().get()),
+            (change.hash(), change.max_op()),
+        );
+        self.sigs
+            .insert(change.hash(), (signature.to_vec(), change.timestamp()));
+    }
+
+    /// The record in `slot` with the provenance of the change that wrote its current value.
+    fn view(&self, slot: &Slot) -> Option<RecordView> {
+        let owner = *self.doc.id().owner();
+        let (_, exid) = self.doc.automerge().get(ROOT, slot.as_str()).ok()??;
+        let automerge::ObjId::Id(counter, actor, _) = exid else {
+            return None;
+        };
+        let actor = actor.to_bytes().to_vec();
+        let (_, (hash, max_op)) = self
+            .ops
+            .range(..=(actor.clone(), counter))
+            .next_back()
+            .filter(|((a, _), _)| *a == actor)?;
+        if counter > *max_op {
+            return None;
+        }
+        let (signature, ts) = self.sigs.get(hash)?;
+        let record = self.doc.record(slot)?;
+        Some(RecordView {
+            id: RecordId::new(owner, slot.clone()).to_string(),
+            kind: record.kind(),
+            publisher: owner.to_did(),
+            provenance: Provenance {
+                publisher: owner.to_did(),
+                change_hash: hex::encode(hash.0),
+                signature: hex::encode(signature),
+                signed_at: format_timestamp(*ts),
+            },
+            record,
+        })
+    }
+}
+
+struct State {
+    docs: BTreeMap<DocId, DocState>,
+    records: BTreeMap<RecordId, RecordView>,
+    last_seq: u64,
+    applied_since_snapshot: u64,
+}
+
+/// The hub's catalogue: its own document and every other hub's, verified and durable.
+pub struct Catalogue {
+    store: Arc<dyn Store>,
+    key: HubKey,
+    actor_suffix: [u8; 16],
+    state: Mutex<State>,
+    accepted: AtomicU64,
+    refused: AtomicU64,
+    refused_by_reason: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl Catalogue {
+    /// Open the catalogue over `store`: load snapshots, replay the log after them, rebuild the
+    /// view. The store's contents were verified before they were written.
+    pub fn open(store: Arc<dyn Store>, key: HubKey) -> Result<Self, EngineError> {
+        let actor_suffix = match store.get_meta("actor_suffix")? {
+            Some(v) if v.len() == 16 => {
+                let mut s = [0u8; 16];
+                s.copy_from_slice(&v);
+                s
+            }
+            _ => {
+                let s = fresh_actor_suffix()?;
+                store.put_meta("actor_suffix", &s)?;
+                s
+            }
+        };
+        let snapshots: BTreeMap<DocId, Snapshot> = store.snapshots()?.into_iter().collect();
+        let mut by_doc: BTreeMap<DocId, Vec<(u64, SignedChange)>> = BTreeMap::new();
+        let mut last_seq = 0;
+        for (seq, env) in store.log()? {
+            last_seq = last_seq.max(seq);
+            by_doc.entry(env.doc.clone()).or_default().push((seq, env));
+        }
+        let mut docs = BTreeMap::new();
+        for (doc_id, entries) in by_doc {
+            let mut doc = match snapshots.get(&doc_id) {
+                Some(s) => CatalogueDoc::load(doc_id.clone(), &s.doc)?,
+                None => CatalogueDoc::remote(doc_id.clone()),
+            };
+            let upto = snapshots.get(&doc_id).map(|s| s.upto_seq).unwrap_or(0);
+            let mut state_changes = Vec::with_capacity(entries.len());
+            let mut to_apply = Vec::new();
+            for (seq, env) in entries {
+                let change = Change::from_bytes(env.change.clone()).map_err(|e| {
+                    EngineError::Store(StoreError::Corrupt {
+                        key: format!("changes/{seq}"),
+                        source: hubcat_protocol::codec::CodecError::Malformed(e.to_string()),
+                    })
+                })?;
+                if seq > upto {
+                    to_apply.push(change.clone());
+                }
+                state_changes.push((change, env.signature));
+            }
+            doc.apply(to_apply)?;
+            let mut ds = DocState::new(doc);
+            for (change, sig) in &state_changes {
+                ds.index(change, sig);
+            }
+            docs.insert(doc_id, ds);
+        }
+        let own = DocId::Hub(key.id());
+        if let Some(ds) = docs.get_mut(&own) {
+            ds.doc.set_actor_suffix(actor_suffix);
+        }
+        let mut records = BTreeMap::new();
+        for ds in docs.values() {
+            for slot in ds.doc.slots() {
+                if let Some(v) = ds.view(&slot) {
+                    records.insert(RecordId::new(*ds.doc.id().owner(), slot), v);
+                }
+            }
+        }
+        Ok(Catalogue {
+            store,
+            key,
+            actor_suffix,
+            state: Mutex::new(State {
+                docs,
+                records,
+                last_seq,
+                applied_since_snapshot: 0,
+            }),
+            accepted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            refused_by_reason: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    pub fn hub_id(&self) -> HubId {
+        self.key.id()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves documents as they were before the failed call
+        // (every mutation is rolled back or complete), so the state is still usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Verify, store and apply changes from anywhere (a peer, an import, a local publish).
+    pub fn ingest(
+        &self,
+        envelopes: Vec<SignedChange>,
+        now_ms: i64,
+    ) -> Result<IngestReport, EngineError> {
+        let results = change::verify_batch(envelopes, now_ms);
+        let mut report = IngestReport::default();
+        let mut verified = Vec::with_capacity(results.len());
+        for (index, r) in results.into_iter().enumerate() {
+            match r {
+                Ok(v) => verified.push(v),
+                Err(e) => {
+                    self.count_refusal(e.reason());
+                    tracing::warn!(reason = e.reason(), detail = %e, "refused change");
+                    report.refused.push(Refusal {
+                        index,
+                        reason: e.reason(),
+                        detail: e.to_string(),
+                    });
+                }
+            }
+        }
+        let mut state = self.lock();
+        let (accepted, duplicates) = self.commit(&mut state, verified)?;
+        report.accepted = accepted;
+        report.duplicates = duplicates;
+        Ok(report)
+    }
+
+    fn count_refusal(&self, reason: &'static str) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        let mut m = self
+            .refused_by_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *m.entry(reason).or_default() += 1;
+    }
+
+    /// Refusals so far, by reason.
+    pub fn refusals(&self) -> BTreeMap<&'static str, u64> {
+        self.refused_by_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Store verified changes durably, then apply them and refresh the view. Returns
+    /// (accepted, duplicates).
+    fn commit(
+        &self,
+        state: &mut State,
+        verified: Vec<VerifiedChange>,
+    ) -> Result<(usize, usize), EngineError> {
+        let mut fresh: Vec<VerifiedChange> = Vec::with_capacity(verified.len());
+        let mut seen = BTreeSet::new();
+        let mut duplicates = 0;
+        for v in verified {
+            let known = !seen.insert(v.hash) || self.store.contains(&v.hash)?;
+            if known {
+                duplicates += 1;
+            } else {
+                fresh.push(v);
+            }
+        }
+        if fresh.is_empty() {
+            return Ok((0, duplicates));
+        }
+        let entries: Vec<(ChangeHash, &SignedChange)> =
+            fresh.iter().map(|v| (v.hash, &v.envelope)).collect();
+        let seqs = self.store.append(&entries)?;
+        state.last_seq = seqs.last().copied().unwrap_or(state.last_seq);
+
+        let mut by_doc: BTreeMap<DocId, Vec<VerifiedChange>> = BTreeMap::new();
+        for v in fresh {
+            by_doc.entry(v.envelope.doc.clone()).or_default().push(v);
+        }
+        let mut accepted = 0;
+        for (doc_id, changes) in by_doc {
+            let ds = state.docs.entry(doc_id.clone()).or_insert_with(|| {
+                DocState::new(if doc_id == DocId::Hub(self.key.id()) {
+                    CatalogueDoc::new(self.key.id(), self.actor_suffix)
+                } else {
+                    CatalogueDoc::remote(doc_id.clone())
+                })
+            });
+            let mut touched: BTreeSet<Slot> = std::mem::take(&mut ds.waiting);
+            for v in &changes {
+                ds.index(&v.change, &v.envelope.signature);
+                touched.extend(v.slots.iter().cloned());
+            }
+            accepted += changes.len();
+            ds.doc
+                .apply(changes.into_iter().map(|v| v.change).collect())?;
+            ds.dirty = true;
+            if !ds.doc.automerge().get_missing_deps(&[]).is_empty() {
+                ds.waiting = touched.clone();
+            }
+            let owner = *doc_id.owner();
+            for slot in touched {
+                let id = RecordId::new(owner, slot.clone());
+                match ds.view(&slot) {
+                    Some(v) => state.records.insert(id, v),
+                    None => state.records.remove(&id),
+                };
+            }
+        }
+        self.accepted.fetch_add(accepted as u64, Ordering::Relaxed);
+        state.applied_since_snapshot += accepted as u64;
+        if state.applied_since_snapshot >= SNAPSHOT_EVERY {
+            self.snapshot_locked(state)?;
+        }
+        Ok((accepted, duplicates))
+    }
+
+    /// Save every changed document as a snapshot (on shutdown and every few thousand changes).
+    pub fn snapshot(&self) -> Result<(), EngineError> {
+        let mut state = self.lock();
+        self.snapshot_locked(&mut state)
+    }
+
+    fn snapshot_locked(&self, state: &mut State) -> Result<(), EngineError> {
+        let upto = state.last_seq;
+        for (id, ds) in state.docs.iter_mut().filter(|(_, d)| d.dirty) {
+            self.store.put_snapshot(
+                id,
+                &Snapshot {
+                    upto_seq: upto,
+                    doc: ds.doc.save(),
+                },
+            )?;
+            ds.dirty = false;
+        }
+        self.store.flush()?;
+        state.applied_since_snapshot = 0;
+        Ok(())
+    }
+
+    /// Sign a change made on the hub's own document and put it through the common path; on any
+    /// failure, roll the document back.
+    fn local_change<F>(&self, make: F) -> Result<Slot, EngineError>
+    where
+        F: FnOnce(&mut CatalogueDoc) -> Result<(Change, Slot), LayoutError>,
+    {
+        let own = DocId::Hub(self.key.id());
+        let mut state = self.lock();
+        let ds = state
+            .docs
+            .entry(own.clone())
+            .or_insert_with(|| DocState::new(CatalogueDoc::new(self.key.id(), self.actor_suffix)));
+        let before = ds.doc.heads();
+        let rollback = |ds: &mut DocState, suffix: [u8; 16]| -> Result<(), EngineError> {
+            let mut doc = CatalogueDoc::from_automerge(
+                ds.doc.id().clone(),
+                ds.doc
+                    .automerge()
+                    .fork_at(&before)
+                    .map_err(|e| EngineError::Internal(e.to_string()))?,
+            );
+            doc.set_actor_suffix(suffix);
+            ds.doc = doc;
+            Ok(())
+        };
+        let (change, slot) = match make(&mut ds.doc) {
+            Ok(c) => c,
+            Err(e) => {
+                rollback(ds, self.actor_suffix)?;
+                return Err(e.into());
+            }
+        };
+        let envelope = change::sign(&self.key, &own, &change);
+        let verified = match change::verify(envelope, hubcat_protocol::now_ms()) {
+            Ok(v) => v,
+            Err(e) => {
+                rollback(ds, self.actor_suffix)?;
+                return Err(e.into());
+            }
+        };
+        if let Err(e) = self.commit(&mut state, vec![verified]) {
+            if let Some(ds) = state.docs.get_mut(&own) {
+                rollback(ds, self.actor_suffix)?;
+            }
+            return Err(e);
+        }
+        Ok(slot)
+    }
+
+    /// Create or update one of this hub's records. Acknowledged only once durable.
+    pub fn publish(&self, record: &Record) -> Result<RecordView, EngineError> {
+        record.validate()?;
+        if let Some(p) = &record.meta().publisher {
+            if *p != self.key.id().to_did() {
+                return Err(EngineError::Invalid(RecordError::field(
+                    "publisher",
+                    format!("this node publishes as {}, not {p}", self.key.id().to_did()),
+                )));
+            }
+        }
+        let now = hubcat_protocol::now_ms();
+        let slot = self.local_change(|doc| {
+            let change = doc.upsert(record, now)?;
+            let slots = layout::check_change(doc.id(), &change)?;
+            let slot = slots
+                .into_iter()
+                .next()
+                .ok_or_else(|| LayoutError::Automerge("upsert wrote no slot".into()))?;
+            Ok((change, slot))
+        })?;
+        self.get_own(&slot)
+    }
+
+    /// Withdraw one of this hub's records (a signed delete; the history stays verifiable).
+    pub fn withdraw(&self, id: &str) -> Result<String, EngineError> {
+        let rid = self.resolve(id)?;
+        if rid.publisher != self.key.id() {
+            return Err(EngineError::Forbidden(format!(
+                "record {rid} belongs to {}; only its publisher may withdraw it",
+                rid.publisher
+            )));
+        }
+        let now = hubcat_protocol::now_ms();
+        let slot = rid.slot.clone();
+        self.local_change(|doc| Ok((doc.withdraw(&slot, now)?, slot.clone())))?;
+        Ok(rid.to_string())
+    }
+
+    fn get_own(&self, slot: &Slot) -> Result<RecordView, EngineError> {
+        let id = RecordId::new(self.key.id(), slot.clone());
+        self.lock()
+            .records
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| EngineError::Internal(format!("record {id} missing after publish")))
+    }
+
+    /// Resolve a user-given id: `slot@z6Mk…`, or a bare slug (this hub's first, else the one
+    /// publisher that has it).
+    pub fn resolve(&self, id: &str) -> Result<RecordId, EngineError> {
+        if id.contains('@') {
+            return RecordId::parse(id).map_err(|e| {
+                EngineError::Invalid(RecordError::field("id", format!("`{id}`: {e}")))
+            });
+        }
+        let slot = Slot::parse(id)
+            .map_err(|e| EngineError::Invalid(RecordError::field("id", e.to_string())))?;
+        let own = RecordId::new(self.key.id(), slot.clone());
+        let state = self.lock();
+        if state.records.contains_key(&own) {
+            return Ok(own);
+        }
+        let matches: Vec<&RecordId> = state.records.keys().filter(|r| r.slot == slot).collect();
+        match matches.as_slice() {
+            [] => Err(EngineError::NotFound(format!("no record with id `{id}`"))),
+            [one] => Ok((*one).clone()),
+            many => Err(EngineError::Conflict(format!(
+                "id `{id}` is used by {} publishers; name one: {}",
+                many.len(),
+                many.iter()
+                    .map(|r| r.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Result<RecordView, EngineError> {
+        let rid = self.resolve(id)?;
+        self.lock()
+            .records
+            .get(&rid)
+            .cloned()
+            .ok_or_else(|| EngineError::NotFound(format!("no record with id `{id}`")))
+    }
+
+    pub fn list(&self, filter: &ListFilter) -> Vec<RecordView> {
+        let state = self.lock();
+        state
+            .records
+            .values()
+            .filter(|v| filter.kind.is_none_or(|k| v.kind == k))
+            .filter(|v| filter.publisher.is_none_or(|p| v.publisher == p.to_did()))
+            .filter(|v| {
+                filter
+                    .country
+                    .as_ref()
+                    .is_none_or(|c| v.record.countries().iter().any(|rc| rc == c))
+            })
+            .filter(|v| {
+                filter
+                    .category
+                    .as_ref()
+                    .is_none_or(|c| v.record.category() == Some(c.as_str()))
+            })
+            .cloned()
+            .collect()
+    }
+
+    pub fn record_count(&self) -> usize {
+        self.lock().records.len()
+    }
+
+    pub fn status(&self) -> CatalogueStatus {
+        use sha2::{Digest, Sha256};
+        let state = self.lock();
+        let mut records: BTreeMap<RecordKind, usize> =
+            RecordKind::ALL.iter().map(|k| (*k, 0)).collect();
+        for v in state.records.values() {
+            *records.entry(v.kind).or_default() += 1;
+        }
+        let mut hasher = Sha256::new();
+        let mut changes = 0;
+        for (id, ds) in &state.docs {
+            let mut heads = ds.doc.heads();
+            heads.sort();
+            hasher.update(id.to_string().as_bytes());
+            hasher.update([0]);
+            for h in heads {
+                hasher.update(h.0);
+            }
+            changes += ds.sigs.len();
+        }
+        CatalogueStatus {
+            did: self.key.id().to_did(),
+            records,
+            documents: state.docs.len(),
+            changes,
+            digest: hex::encode(hasher.finalize()),
+            store_bytes: self.store.size_on_disk(),
+            changes_accepted: self.accepted.load(Ordering::Relaxed),
+            changes_refused: self.refused.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Every record with its signed history and the publishers' keys, verifiable offline.
+    pub fn export_bundle(&self) -> Result<Bundle, EngineError> {
+        let state = self.lock();
+        let mut publishers = Vec::new();
+        let mut changes = Vec::new();
+        for (id, ds) in &state.docs {
+            let owner = id.owner();
+            publishers.push(BundlePublisher {
+                did: owner.to_did(),
+                public_key: hex::encode(owner.as_bytes()),
+            });
+            for c in ds.doc.changes() {
+                let (signature, _) = ds.sigs.get(&c.hash()).ok_or_else(|| {
+                    EngineError::Internal(format!("no signature for change {}", c.hash()))
+                })?;
+                let slots = layout::check_change(id, &c)?;
+                let envelope = SignedChange {
+                    doc: id.clone(),
+                    author: *owner.as_bytes(),
+                    signature: signature.clone(),
+                    change: c.raw_bytes().to_vec(),
+                };
+                changes.push(BundleChange::of(&envelope, &c.hash(), &slots));
+            }
+        }
+        let records = state
+            .records
+            .values()
+            .map(|v| {
+                Ok(BundleRecord {
+                    id: v.id.clone(),
+                    record: serde_json::to_value(&v.record)
+                        .map_err(|e| EngineError::Internal(e.to_string()))?,
+                    provenance: v.provenance.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, EngineError>>()?;
+        Ok(Bundle {
+            format: bundle::BUNDLE_FORMAT.into(),
+            version: bundle::BUNDLE_VERSION,
+            created: format_timestamp(hubcat_protocol::now_ms()),
+            publishers,
+            records,
+            changes,
+        })
+    }
+}
+
+fn fresh_actor_suffix() -> Result<[u8; 16], EngineError> {
+    let mut s = [0u8; 16];
+    getrandom::fill(&mut s).map_err(|e| EngineError::Internal(format!("random source: {e}")))?;
+    Ok(s)
+}

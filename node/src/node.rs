@@ -1,0 +1,114 @@
+//! Starting and stopping a node: open the store, rebuild the catalogue, serve the API.
+//! `hubcat run`, the demo and the in-process test clusters all go through [`start`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use hubcat_config::Config;
+use tokio::sync::watch;
+
+use crate::api::{self, ApiState};
+use crate::datadir::DataDir;
+use crate::engine::Catalogue;
+use crate::store::SledStore;
+
+/// A running node. Dropping it without [`RunningNode::shutdown`] stops nothing cleanly.
+pub struct RunningNode {
+    pub api_addr: SocketAddr,
+    pub catalogue: Arc<Catalogue>,
+    data_dir: DataDir,
+    shutdown: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Open the node in `data_dir` with `config` and start serving.
+pub async fn start(data_dir: &DataDir, config: &Config) -> anyhow::Result<RunningNode> {
+    let key = data_dir.load_key()?;
+    let token = data_dir.load_token()?;
+    let store_path = data_dir.store_path();
+    let catalogue = tokio::task::spawn_blocking(move || -> anyhow::Result<Catalogue> {
+        let store = SledStore::open(&store_path)?;
+        Ok(Catalogue::open(Arc::new(store), key)?)
+    })
+    .await??;
+    let catalogue = Arc::new(catalogue);
+
+    let listener = tokio::net::TcpListener::bind(config.api.listen)
+        .await
+        .with_context(|| format!("cannot listen on api.listen {}", config.api.listen))?;
+    let api_addr = listener.local_addr()?;
+    data_dir.write_api_addr(&api_addr)?;
+
+    let state = ApiState {
+        catalogue: catalogue.clone(),
+        token: Arc::new(token),
+        hub_name: Arc::new(config.hub.name.clone()),
+        started: Instant::now(),
+    };
+    let app = api::router(state, config.api.max_body_bytes as usize);
+    let (shutdown, mut rx) = watch::channel(false);
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+    tracing::info!(
+        did = %catalogue.hub_id(),
+        api = %api_addr,
+        records = catalogue.record_count(),
+        "node started"
+    );
+    Ok(RunningNode {
+        api_addr,
+        catalogue,
+        data_dir: data_dir.clone(),
+        shutdown,
+        server,
+    })
+}
+
+impl RunningNode {
+    pub fn api_url(&self) -> String {
+        format!("http://{}", self.api_addr)
+    }
+
+    /// Stop accepting requests, let in-flight ones finish, snapshot and flush the store.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        match tokio::time::timeout(std::time::Duration::from_secs(10), self.server).await {
+            Ok(joined) => joined??,
+            Err(_) => tracing::warn!("API did not drain within 10 s; closing anyway"),
+        }
+        let catalogue = self.catalogue.clone();
+        tokio::task::spawn_blocking(move || catalogue.snapshot()).await??;
+        self.data_dir.remove_api_addr();
+        tracing::info!("node stopped");
+        Ok(())
+    }
+}
+
+/// Wait for SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
