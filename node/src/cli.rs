@@ -432,12 +432,11 @@ fn read_record_input(file: &str) -> anyhow::Result<(Vec<u8>, bool)> {
     } else {
         std::fs::read(file).with_context(|| format!("cannot read {file}"))?
     };
-    let is_toml = file.ends_with(".toml")
-        || (file == "-"
-            && !bytes
-                .iter()
-                .find(|b| !b.is_ascii_whitespace())
-                .is_some_and(|b| *b == b'{'));
+    let starts_json = bytes
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{');
+    let is_toml = file.ends_with(".toml") || (file == "-" && !starts_json);
     Ok((bytes, is_toml))
 }
 

@@ -225,7 +225,6 @@ impl Catalogue {
                 Some(s) => CatalogueDoc::load(doc_id.clone(), &s.doc)?,
                 None => CatalogueDoc::remote(doc_id.clone()),
             };
-            let upto = snapshots.get(&doc_id).map(|s| s.upto_seq).unwrap_or(0);
             let mut state_changes = Vec::with_capacity(entries.len());
             let mut to_apply = Vec::new();
             for (seq, env) in entries {
@@ -235,7 +234,9 @@ impl Catalogue {
                         source: hubcat_protocol::codec::CodecError::Malformed(e.to_string()),
                     })
                 })?;
-                if seq > upto {
+                // A snapshot holds only changes whose dependencies had arrived; anything it
+                // lacks (including changes still waiting for dependencies) is replayed.
+                if !doc.has_change(&change.hash()) {
                     to_apply.push(change.clone());
                 }
                 state_changes.push((change, env.signature));

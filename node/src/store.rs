@@ -39,7 +39,8 @@ pub enum StoreError {
 /// A document snapshot and the log position it includes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Snapshot {
-    /// Every change in the log up to and including this sequence number is in `doc`.
+    /// The log position when the snapshot was taken (changes waiting for dependencies at that
+    /// time are not in `doc`, so a restart still replays every change the snapshot lacks).
     pub upto_seq: u64,
     pub doc: Vec<u8>,
 }

@@ -530,7 +530,7 @@ impl Profile {
         check_langmap("title", &self.title, MAX_TITLE_CHARS, true)?;
         check_vocab("hub_type", &self.hub_type, &vocab::HUB_TYPES)?;
         check_country("country", &self.country)?;
-        check_list("regions", &self.regions, |f, r| check_region(f, r))?;
+        check_list("regions", &self.regions, check_region)?;
         if let Some(w) = &self.website {
             check_url("website", w)?;
         }
@@ -540,7 +540,7 @@ impl Profile {
             MAX_DESCRIPTION_CHARS,
             false,
         )?;
-        check_list("languages", &self.languages, |f, l| check_language(f, l))?;
+        check_list("languages", &self.languages, check_language)?;
         check_terms("technologies", &self.technologies, &vocab::TECHNOLOGIES)?;
         check_terms("sectors", &self.sectors, &vocab::SECTORS)?;
         if let Some(fd) = &self.front_desk {
@@ -595,7 +595,7 @@ impl Service {
                 check_region(f, a)
             }
         })?;
-        check_list("languages", &self.languages, |f, l| check_language(f, l))?;
+        check_list("languages", &self.languages, check_language)?;
         if let Some(d) = &self.delivery {
             check_vocab("delivery", d, &vocab::DELIVERY)?;
         }
@@ -650,8 +650,8 @@ impl Practice {
         if let Some(o) = &self.owner {
             check_line("owner", o, MAX_TITLE_CHARS)?;
         }
-        check_list("countries", &self.countries, |f, c| check_country(f, c))?;
-        check_list("languages", &self.languages, |f, l| check_language(f, l))?;
+        check_list("countries", &self.countries, check_country)?;
+        check_list("languages", &self.languages, check_language)?;
         check_list("evidence", &self.evidence, |f, e| check_line(f, e, 1000))
     }
 }
