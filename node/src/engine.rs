@@ -234,11 +234,9 @@ impl Catalogue {
                         source: hubcat_protocol::codec::CodecError::Malformed(e.to_string()),
                     })
                 })?;
-                // A snapshot holds only changes whose dependencies had arrived; anything it
-                // lacks (including changes still waiting for dependencies) is replayed.
-                if !doc.has_change(&change.hash()) {
-                    to_apply.push(change.clone());
-                }
+                // A snapshot holds only changes whose dependencies had arrived; replay them all
+                // (Automerge skips the ones it has by actor sequence number, cheaply).
+                to_apply.push(change.clone());
                 state_changes.push((change, env.signature));
             }
             doc.apply(to_apply)?;
