@@ -91,6 +91,13 @@ pub struct Refusal {
     pub detail: String,
 }
 
+#[derive(Debug, Default)]
+struct CommitOutcome {
+    accepted: usize,
+    duplicates: usize,
+    refused: Vec<Refusal>,
+}
+
 /// Filters for listing records.
 #[derive(Debug, Default, Clone)]
 pub struct ListFilter {
@@ -119,6 +126,9 @@ struct DocState {
     ops: BTreeMap<(Vec<u8>, u64), (ChangeHash, u64)>,
     /// change hash → (signature, timestamp ms) of every change in the document.
     sigs: HashMap<ChangeHash, (Vec<u8>, i64)>,
+    /// (actor, sequence number) → change: an author signing two different changes with one
+    /// sequence number (equivocation) is refused before it can reach the document.
+    seqs: HashMap<(Vec<u8>, u64), ChangeHash>,
     /// Slots touched by changes still waiting for missing dependencies.
     waiting: BTreeSet<Slot>,
     dirty: bool,
@@ -130,6 +140,7 @@ impl DocState {
             doc,
             ops: BTreeMap::new(),
             sigs: HashMap::new(),
+            seqs: HashMap::new(),
             waiting: BTreeSet::new(),
             dirty: false,
         }
@@ -137,6 +148,8 @@ impl DocState {
 
     fn index(&mut self, change: &Change, signature: &[u8]) {
         let actor = change.actor_id().to_bytes().to_vec();
+        self.seqs
+            .insert((actor.clone(), change.seq()), change.hash());
         self.ops.insert(
             (actor, change.start_op().get()),
             (change.hash(), change.max_op()),
@@ -239,7 +252,14 @@ impl Catalogue {
                 to_apply.push(change.clone());
                 state_changes.push((change, env.signature));
             }
-            doc.apply(to_apply)?;
+            if let Err(e) = doc.apply(to_apply.clone()) {
+                tracing::warn!(doc = %doc_id, error = %e, "replaying the log as a batch failed; replaying change by change");
+                for change in to_apply {
+                    if let Err(e) = doc.apply(vec![change.clone()]) {
+                        tracing::error!(doc = %doc_id, change = %change.hash(), error = %e, "skipping a stored change Automerge refuses");
+                    }
+                }
+            }
             let mut ds = DocState::new(doc);
             for (change, sig) in &state_changes {
                 ds.index(change, sig);
@@ -295,23 +315,29 @@ impl Catalogue {
         let mut verified = Vec::with_capacity(results.len());
         for (index, r) in results.into_iter().enumerate() {
             match r {
-                Ok(v) => verified.push(v),
-                Err(e) => {
-                    self.count_refusal(e.reason());
-                    tracing::warn!(reason = e.reason(), detail = %e, "refused change");
-                    report.refused.push(Refusal {
-                        index,
-                        reason: e.reason(),
-                        detail: e.to_string(),
-                    });
-                }
+                Ok(v) => verified.push((index, v)),
+                Err(e) => report
+                    .refused
+                    .push(self.refusal(index, e.reason(), e.to_string())),
             }
         }
         let mut state = self.lock();
-        let (accepted, duplicates) = self.commit(&mut state, verified)?;
-        report.accepted = accepted;
-        report.duplicates = duplicates;
+        let outcome = self.commit(&mut state, verified)?;
+        report.accepted = outcome.accepted;
+        report.duplicates = outcome.duplicates;
+        report.refused.extend(outcome.refused);
+        report.refused.sort_by_key(|r| r.index);
         Ok(report)
+    }
+
+    fn refusal(&self, index: usize, reason: &'static str, detail: String) -> Refusal {
+        self.count_refusal(reason);
+        tracing::warn!(reason, detail = %detail, "refused change");
+        Refusal {
+            index,
+            reason,
+            detail,
+        }
     }
 
     fn count_refusal(&self, reason: &'static str) {
@@ -331,26 +357,48 @@ impl Catalogue {
             .clone()
     }
 
-    /// Store verified changes durably, then apply them and refresh the view. Returns
-    /// (accepted, duplicates).
+    /// Store verified changes durably, then apply them and refresh the view.
     fn commit(
         &self,
         state: &mut State,
-        verified: Vec<VerifiedChange>,
-    ) -> Result<(usize, usize), EngineError> {
+        verified: Vec<(usize, VerifiedChange)>,
+    ) -> Result<CommitOutcome, EngineError> {
+        let mut outcome = CommitOutcome::default();
         let mut fresh: Vec<VerifiedChange> = Vec::with_capacity(verified.len());
         let mut seen = BTreeSet::new();
-        let mut duplicates = 0;
-        for v in verified {
-            let known = !seen.insert(v.hash) || self.store.contains(&v.hash)?;
-            if known {
-                duplicates += 1;
-            } else {
-                fresh.push(v);
+        let mut batch_seqs: HashMap<(DocId, Vec<u8>, u64), ChangeHash> = HashMap::new();
+        for (index, v) in verified {
+            if !seen.insert(v.hash) || self.store.contains(&v.hash)? {
+                outcome.duplicates += 1;
+                continue;
             }
+            let actor = v.change.actor_id().to_bytes().to_vec();
+            let seq = v.change.seq();
+            let earlier = state
+                .docs
+                .get(&v.envelope.doc)
+                .and_then(|ds| ds.seqs.get(&(actor.clone(), seq)).copied())
+                .or_else(|| {
+                    batch_seqs
+                        .get(&(v.envelope.doc.clone(), actor.clone(), seq))
+                        .copied()
+                });
+            if let Some(earlier) = earlier.filter(|h| *h != v.hash) {
+                outcome.refused.push(self.refusal(
+                    index,
+                    "equivocation",
+                    format!(
+                        "change {} reuses sequence number {seq} of change {earlier} by the same author",
+                        v.hash
+                    ),
+                ));
+                continue;
+            }
+            batch_seqs.insert((v.envelope.doc.clone(), actor, seq), v.hash);
+            fresh.push(v);
         }
         if fresh.is_empty() {
-            return Ok((0, duplicates));
+            return Ok(outcome);
         }
         let entries: Vec<(ChangeHash, &SignedChange)> =
             fresh.iter().map(|v| (v.hash, &v.envelope)).collect();
@@ -376,8 +424,14 @@ impl Catalogue {
                 touched.extend(v.slots.iter().cloned());
             }
             accepted += changes.len();
-            ds.doc
-                .apply(changes.into_iter().map(|v| v.change).collect())?;
+            if let Err(e) = ds
+                .doc
+                .apply(changes.into_iter().map(|v| v.change).collect())
+            {
+                // Verified and stored, but Automerge would not take it: keep serving the other
+                // documents; a restart replays the log change by change.
+                tracing::error!(doc = %doc_id, error = %e, "applying verified changes failed");
+            }
             ds.dirty = true;
             if !ds.doc.automerge().get_missing_deps(&[]).is_empty() {
                 ds.waiting = touched.clone();
@@ -396,7 +450,8 @@ impl Catalogue {
         if state.applied_since_snapshot >= SNAPSHOT_EVERY {
             self.snapshot_locked(state)?;
         }
-        Ok((accepted, duplicates))
+        outcome.accepted = accepted;
+        Ok(outcome)
     }
 
     /// Save every changed document as a snapshot (on shutdown and every few thousand changes).
@@ -462,11 +517,20 @@ impl Catalogue {
                 return Err(e.into());
             }
         };
-        if let Err(e) = self.commit(&mut state, vec![verified]) {
+        let refused = match self.commit(&mut state, vec![(0, verified)]) {
+            Ok(outcome) => outcome.refused.into_iter().next(),
+            Err(e) => {
+                if let Some(ds) = state.docs.get_mut(&own) {
+                    rollback(ds, self.actor_suffix)?;
+                }
+                return Err(e);
+            }
+        };
+        if let Some(r) = refused {
             if let Some(ds) = state.docs.get_mut(&own) {
                 rollback(ds, self.actor_suffix)?;
             }
-            return Err(e);
+            return Err(EngineError::Internal(r.detail));
         }
         Ok(slot)
     }
@@ -669,4 +733,87 @@ fn fresh_actor_suffix() -> Result<[u8; 16], EngineError> {
     let mut s = [0u8; 16];
     getrandom::fill(&mut s).map_err(|e| EngineError::Internal(format!("random source: {e}")))?;
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SledStore;
+
+    fn service(slug: &str, title: &str) -> Record {
+        Record::from_value(serde_json::json!({"kind": "service", "id": slug,
+            "title": {"en": title}, "description": {"en": "A service."},
+            "category": "skills-and-training"}))
+        .expect("valid")
+    }
+
+    fn signed(key: &HubKey, suffix: [u8; 16], slug: &str, title: &str) -> SignedChange {
+        let mut doc = CatalogueDoc::new(key.id(), suffix);
+        let change = doc
+            .upsert(&service(slug, title), hubcat_protocol::now_ms())
+            .expect("change");
+        change::sign(key, doc.id(), &change)
+    }
+
+    #[test]
+    fn equivocating_changes_are_refused_and_the_node_keeps_its_state() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(SledStore::open(dir.path()).expect("store"));
+        let node_key = HubKey::from_secret_bytes(&[1; 32]).expect("key");
+        let catalogue = Catalogue::open(store.clone(), node_key).expect("open");
+        let remote = HubKey::from_secret_bytes(&[2; 32]).expect("key");
+        // Same actor, same sequence number 1, different content.
+        let a = signed(&remote, [5; 16], "a", "First");
+        let b = signed(&remote, [5; 16], "b", "Second");
+        let now = hubcat_protocol::now_ms();
+        let r = catalogue.ingest(vec![a.clone()], now).expect("ingest");
+        assert_eq!(r.accepted, 1);
+        let digest = catalogue.status().digest;
+        let r = catalogue.ingest(vec![b.clone()], now).expect("ingest");
+        assert_eq!(r.accepted, 0);
+        assert_eq!(r.refused[0].reason, "equivocation");
+        assert_eq!(catalogue.status().digest, digest);
+        assert_eq!(store.change_count(), 1);
+        // Replaying the first is a harmless duplicate.
+        let r = catalogue.ingest(vec![a], now).expect("ingest");
+        assert_eq!((r.accepted, r.duplicates), (0, 1));
+        assert_eq!(catalogue.record_count(), 1);
+        // Both in one batch to a fresh node: the second is refused, the first lands.
+        let dir2 = tempfile::tempdir().expect("tempdir");
+        let store2 = Arc::new(SledStore::open(dir2.path()).expect("store"));
+        let c2 = Catalogue::open(store2, HubKey::from_secret_bytes(&[3; 32]).expect("key"))
+            .expect("open");
+        let a = signed(&remote, [5; 16], "a", "First");
+        let r = c2.ingest(vec![a, b], now).expect("ingest");
+        assert_eq!(r.accepted, 1);
+        assert_eq!(r.refused.len(), 1);
+        assert_eq!(r.refused[0].index, 1);
+    }
+
+    #[test]
+    fn reopening_restores_records_and_provenance() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key_bytes = [7u8; 32];
+        let view = {
+            let store = Arc::new(SledStore::open(dir.path()).expect("store"));
+            let c = Catalogue::open(store, HubKey::from_secret_bytes(&key_bytes).expect("key"))
+                .expect("open");
+            let v = c.publish(&service("s", "Kept")).expect("publish");
+            c.publish(&service("t", "Also kept")).expect("publish");
+            c.snapshot().expect("snapshot");
+            c.publish(&service("u", "After the snapshot"))
+                .expect("publish");
+            v
+        };
+        let store = Arc::new(SledStore::open(dir.path()).expect("store"));
+        let c = Catalogue::open(store, HubKey::from_secret_bytes(&key_bytes).expect("key"))
+            .expect("reopen");
+        assert_eq!(c.record_count(), 3);
+        let again = c.get("s").expect("still there");
+        assert_eq!(again.provenance, view.provenance);
+        // The reopened node keeps writing under its actor without sequence clashes.
+        c.publish(&service("v", "New"))
+            .expect("publish after reopen");
+        assert_eq!(c.record_count(), 4);
+    }
 }

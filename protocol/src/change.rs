@@ -203,6 +203,13 @@ pub fn precheck(envelope: SignedChange, now_ms: i64) -> Result<Prechecked, Chang
     if !change.actor_id().to_bytes().starts_with(author.as_bytes()) {
         return Err(ChangeError::ActorNotAuthor(author.short()));
     }
+    if change.author().is_some() {
+        // Automerge's author field is not part of the layout (and one actor with two authors
+        // would make Automerge refuse a whole batch).
+        return Err(ChangeError::Layout(LayoutError::BadOperation {
+            slot: "(change author field)".into(),
+        }));
+    }
     if change.timestamp() > now_ms.saturating_add(MAX_FUTURE_MS) {
         return Err(ChangeError::FromTheFuture(change.timestamp()));
     }
