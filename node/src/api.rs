@@ -51,7 +51,15 @@ impl IntoResponse for ApiError {
             field: self.field.as_deref(),
             detail: &self.detail,
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The unread body is still on the wire: the connection cannot be reused.
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        response
     }
 }
 
@@ -88,7 +96,12 @@ impl From<EngineError> for ApiError {
             EngineError::Refused(c) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "refused_change", c.to_string())
             }
-            EngineError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", detail),
+            EngineError::Conflict(_) => ApiError {
+                status: StatusCode::CONFLICT,
+                error: "conflict",
+                field: Some("id".into()),
+                detail,
+            },
             EngineError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", detail),
             EngineError::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", detail),
             EngineError::Store(_) | EngineError::Internal(_) => {
@@ -156,6 +169,7 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/v1/records/{id}", get(get_record).delete(withdraw))
         .route("/v1/export", get(export))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }
@@ -165,6 +179,14 @@ async fn not_found() -> ApiError {
         StatusCode::NOT_FOUND,
         "not_found",
         "no such route; see /v1/status, /v1/records",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
     )
 }
 

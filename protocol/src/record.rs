@@ -490,6 +490,13 @@ impl Record {
                         ),
                     ));
                 }
+            } else if id == PROFILE_SLUG {
+                return Err(RecordError::field(
+                    "id",
+                    format!(
+                        "`{PROFILE_SLUG}` is reserved for the hub's profile; choose another id"
+                    ),
+                ));
             } else {
                 check_slug("id", id)?;
             }

@@ -526,6 +526,29 @@ impl NodeProcess {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
+    /// SIGTERM the node (a clean stop: drain, snapshot, flush) and wait; its exit code.
+    pub fn terminate(&mut self) -> anyhow::Result<i32> {
+        let Some(mut child) = self.child.take() else {
+            bail!("node already stopped");
+        };
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        if !sent.is_ok_and(|s| s.success()) {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("could not send SIGTERM to {}", child.id());
+        }
+        match wait_with_timeout(&mut child, WAIT) {
+            Some(code) => Ok(code),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("hubcat run did not stop within {WAIT:?} of SIGTERM")
+            }
+        }
+    }
+
     /// SIGKILL the node and reap it: no shutdown, no snapshot, no flush.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -1,0 +1,272 @@
+//! Real `hubcat` processes, driven the way an operator drives them: `init`, `run`, `publish`,
+//! `show`, `list`, `export`, `verify`, `key show`, and SIGKILL.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use hubcat_tests::{
+    cli_count, hubcat_command, init_hub, path_str, run_hubcat, sample, wait_with_timeout,
+    write_file, NodeProcess, WAIT,
+};
+use serde_json::Value;
+
+fn publish(dir: &Path, file: &Path) -> (i32, String, String) {
+    run_hubcat(&["publish", "--data-dir", path_str(dir), path_str(file)])
+}
+
+fn publish_ok(dir: &Path, file: &Path) -> String {
+    let (code, out, err) = publish(dir, file);
+    assert_eq!(code, 0, "hubcat publish failed: {err}");
+    let id = out.trim().to_owned();
+    assert!(id.contains("@z6Mk"), "publish printed {id:?}");
+    id
+}
+
+#[test]
+fn a_publish_acknowledged_before_sigkill_survives_the_restart() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("hds");
+    init_hub(&dir, "HDS", "SE");
+    let mut node = NodeProcess::start(&dir).expect("hubcat run");
+
+    let file = write_file(
+        tmp.path(),
+        "testbed.json",
+        &sample("hds-testbed").to_string(),
+    );
+    let id = publish_ok(&dir, &file);
+    // No shutdown, no snapshot: the acknowledgement alone must mean durable.
+    node.kill();
+
+    let again = NodeProcess::start(&dir).expect("hubcat run again");
+    let (code, out, err) = run_hubcat(&["show", "--data-dir", path_str(&dir), &id]);
+    assert_eq!(code, 0, "hubcat show {id} after SIGKILL: {err}");
+    assert!(out.contains(&id), "{out}");
+    assert!(out.contains("Health data testbed for AI products"), "{out}");
+
+    let (code, out, err) = run_hubcat(&["show", "--json", "--data-dir", path_str(&dir), &id]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).expect("show --json");
+    assert_eq!(v["id"], id.as_str());
+    assert!(v["provenance"]["signature"]
+        .as_str()
+        .is_some_and(|s| s.len() == 128));
+    assert_eq!(cli_count(&dir).expect("list"), 1);
+    drop(again);
+
+    // Same again across a clean stop (snapshot + log replay) and another SIGKILL.
+    let mut node = NodeProcess::start(&dir).expect("hubcat run");
+    let mut changed = sample("hds-testbed");
+    changed["title"]["en"] = "Health data testbed, second edition".into();
+    let file = write_file(tmp.path(), "testbed2.json", &changed.to_string());
+    assert_eq!(publish_ok(&dir, &file), id, "an update keeps the id");
+    assert_eq!(node.terminate().expect("SIGTERM"), 0, "{}", node.stderr());
+    assert!(
+        !dir.join("api.addr").exists(),
+        "a clean stop removes api.addr"
+    );
+
+    let mut node = NodeProcess::start(&dir).expect("hubcat run after SIGTERM");
+    let practice = write_file(
+        tmp.path(),
+        "practice.json",
+        &sample("hds-practice").to_string(),
+    );
+    let practice_id = publish_ok(&dir, &practice);
+    node.kill();
+
+    let _node = NodeProcess::start(&dir).expect("hubcat run after the second SIGKILL");
+    let (code, out, err) = run_hubcat(&["show", "--data-dir", path_str(&dir), &id]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("second edition"), "{out}");
+    let (code, _, err) = run_hubcat(&["show", "--data-dir", path_str(&dir), &practice_id]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(cli_count(&dir).expect("list"), 2);
+}
+
+#[test]
+fn an_exported_bundle_verifies_and_a_flipped_byte_names_the_record() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("hds");
+    init_hub(&dir, "HDS", "SE");
+    let _node = NodeProcess::start(&dir).expect("hubcat run");
+    publish_ok(
+        &dir,
+        &write_file(tmp.path(), "p.json", &sample("hds-profile").to_string()),
+    );
+    let id = publish_ok(
+        &dir,
+        &write_file(tmp.path(), "s.json", &sample("hds-testbed").to_string()),
+    );
+
+    // hubcat export --data-dir DIR --format bundle > FILE
+    let bundle_path = tmp.path().join("catalogue.bundle.json");
+    let out = std::fs::File::create(&bundle_path).expect("bundle file");
+    let mut child = hubcat_command(&["export", "--data-dir", path_str(&dir), "--format", "bundle"])
+        .stdout(out)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("hubcat export");
+    assert_eq!(
+        wait_with_timeout(&mut child, WAIT),
+        Some(0),
+        "hubcat export"
+    );
+
+    let (code, out, err) = run_hubcat(&["verify", path_str(&bundle_path)]);
+    assert_eq!(code, 0, "hubcat verify of a fresh export: {err}");
+    assert!(out.contains("valid: 2 records"), "{out}");
+
+    // Change one character of the service's title where the record's content is listed.
+    let text = std::fs::read_to_string(&bundle_path).expect("read bundle");
+    let title = "Health data testbed for AI products";
+    assert_eq!(text.matches(title).count(), 1, "the title appears once");
+    let tampered = text.replace(title, "Health data testbed for AI pr0ducts");
+    assert_eq!(tampered.len(), text.len(), "one byte changed");
+    std::fs::write(&bundle_path, tampered).expect("write bundle");
+
+    let (code, out, err) = run_hubcat(&["verify", path_str(&bundle_path)]);
+    assert_ne!(code, 0, "a tampered bundle must not verify: {out}");
+    assert!(err.contains(&id), "stderr names the record {id}: {err}");
+    assert!(!out.contains("valid"), "{out}");
+}
+
+#[test]
+fn a_readable_key_file_stops_run_and_key_show_works_offline() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("hds");
+    let did = init_hub(&dir, "HDS", "SE");
+    let key = dir.join("hub.key");
+
+    // The node was never started: key show works offline.
+    let (code, out, err) = run_hubcat(&["key", "show", "--data-dir", path_str(&dir)]);
+    assert_eq!(code, 0, "hubcat key show: {err}");
+    assert!(out.contains(&did), "key show prints the did {did}: {out}");
+    assert!(out.contains("peer id"), "{out}");
+    assert!(out.contains("12D3KooW"), "libp2p peer id: {out}");
+
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let started = Instant::now();
+    let mut child = hubcat_command(&["run", "--data-dir", path_str(&dir)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("hubcat run");
+    let code = wait_with_timeout(&mut child, Duration::from_secs(10));
+    if code.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("hubcat run with a 0644 key file kept running");
+    }
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
+        .expect("stderr");
+    assert_ne!(code, Some(0), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(err.contains("chmod 600"), "stderr tells the fix: {err}");
+    assert!(!dir.join("api.addr").exists(), "nothing was served");
+
+    // Restoring the mode lets the same key be shown again, unchanged.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let (code, out, err) = run_hubcat(&["key", "show", "--json", "--data-dir", path_str(&dir)]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).expect("key show --json");
+    assert_eq!(v["did"], did.as_str());
+    assert!(v["peer_id"]
+        .as_str()
+        .is_some_and(|p| p.starts_with("12D3KooW")));
+}
+
+#[test]
+fn cli_refusals_name_the_field_and_a_stopped_node_says_how_to_start_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("hds");
+    init_hub(&dir, "HDS", "SE");
+
+    // Never started: the CLI says so and how to start it.
+    let (code, _, err) = run_hubcat(&["list", "--data-dir", path_str(&dir)]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("not running") && err.contains("hubcat run"),
+        "never-started node: {err}"
+    );
+
+    let mut node = NodeProcess::start(&dir).expect("hubcat run");
+    publish_ok(
+        &dir,
+        &write_file(tmp.path(), "ok.json", &sample("hds-testbed").to_string()),
+    );
+    assert_eq!(cli_count(&dir).expect("list"), 1);
+
+    let mut bad = sample("okthess-investor");
+    bad["category"] = "consulting".into();
+    let bad_file = write_file(tmp.path(), "bad.json", &bad.to_string());
+    let (code, out, err) = publish(&dir, &bad_file);
+    assert_ne!(code, 0, "unknown category accepted: {out}");
+    assert!(err.contains("category"), "stderr names the field: {err}");
+    assert!(err.contains("consulting"), "and the value: {err}");
+    assert_eq!(cli_count(&dir).expect("list"), 1, "nothing was published");
+
+    // A TOML file with the same mistake is refused the same way.
+    let toml_file = write_file(
+        tmp.path(),
+        "bad.toml",
+        "kind = \"service\"\ncategory = \"consulting\"\n[title]\nen = \"Coaching\"\n[description]\nen = \"Coaching.\"\n",
+    );
+    let (code, _, err) = publish(&dir, &toml_file);
+    assert_ne!(code, 0);
+    assert!(err.contains("category"), "{err}");
+
+    // Stopped (killed) node: the stale address answers nothing.
+    node.kill();
+    for args in [
+        vec!["list", "--data-dir", path_str(&dir)],
+        vec!["publish", "--data-dir", path_str(&dir), path_str(&bad_file)],
+    ] {
+        let (code, _, err) = run_hubcat(&args);
+        assert_ne!(code, 0, "{args:?}");
+        assert!(
+            err.contains("not running") && err.contains("hubcat run"),
+            "{args:?} against a stopped node: {err}"
+        );
+    }
+}
+
+#[test]
+fn init_twice_refuses_and_keeps_the_key() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("hds");
+    let did = init_hub(&dir, "HDS", "SE");
+    let key = dir.join("hub.key");
+    let key_before = std::fs::read(&key).expect("key");
+    let token_before = std::fs::read(dir.join("api.token")).expect("token");
+    let config_before = std::fs::read(dir.join("hubcat.toml")).expect("config");
+
+    let (code, out, err) = run_hubcat(&[
+        "init",
+        "--data-dir",
+        path_str(&dir),
+        "--name",
+        "Other",
+        "--country",
+        "ES",
+    ]);
+    assert_ne!(code, 0, "second init succeeded: {out}");
+    assert!(err.contains("already"), "{err}");
+    assert_eq!(std::fs::read(&key).expect("key"), key_before);
+    assert_eq!(
+        std::fs::read(dir.join("api.token")).expect("token"),
+        token_before
+    );
+    assert_eq!(
+        std::fs::read(dir.join("hubcat.toml")).expect("config"),
+        config_before
+    );
+    let mode = std::fs::metadata(&key).expect("meta").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let (code, out, _) = run_hubcat(&["key", "show", "--data-dir", path_str(&dir)]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&did), "the hub is still {did}: {out}");
+}
