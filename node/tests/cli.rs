@@ -76,3 +76,25 @@ fn init_with_a_bad_country_names_the_flag_and_creates_no_key() {
     assert!(text(&out.stdout).trim().starts_with("did:key:z6Mk"));
     assert!(dir.join("hub.key").exists());
 }
+
+#[test]
+fn the_demo_loads_real_hubs_and_stops_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir_s = dir.path().to_str().expect("utf-8 path");
+    let out = hubcat(&["--json", "demo", "--no-wait", "--port", "0", "--dir", dir_s]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let hubs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("demo prints JSON");
+    let hubs = hubs.as_array().expect("a list of hubs");
+    assert!(hubs.len() >= 3, "{hubs:?}");
+    let names: Vec<&str> = hubs.iter().filter_map(|h| h["hub"].as_str()).collect();
+    assert!(names.contains(&"HDS"), "{names:?}");
+    for h in hubs {
+        assert!(h["records"].as_u64().unwrap_or(0) >= 2, "{h}");
+        assert!(h["did"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("did:key:z6Mk")));
+    }
+    // Stopped cleanly: no node left behind holding the store, so a second start reuses it.
+    let again = hubcat(&["--json", "demo", "--no-wait", "--port", "0", "--dir", dir_s]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+}
