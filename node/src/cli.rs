@@ -34,6 +34,20 @@ pub struct DataDirArg {
     pub data_dir: PathBuf,
 }
 
+/// Addresses given on the command line (`init` writes them to the config, `run` overrides it).
+#[derive(Args, Debug, Clone, Default)]
+pub struct AddrArgs {
+    /// HTTP API address, HOST:PORT (api.listen; default 127.0.0.1:7070).
+    #[arg(long)]
+    pub api: Option<String>,
+    /// libp2p listen multiaddr (p2p.listen; repeatable).
+    #[arg(long)]
+    pub listen: Vec<String>,
+    /// Bootstrap peer multiaddr ending in /p2p/<peer-id> (p2p.bootstrap; repeatable).
+    #[arg(long)]
+    pub bootstrap: Vec<String>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create a hub: key (0600), API token (0600) and config file. Prints the hub's did.
@@ -46,29 +60,15 @@ pub enum Command {
         /// ISO 3166-1 alpha-2 country code, e.g. SE.
         #[arg(long)]
         country: String,
-        /// HTTP API address (default 127.0.0.1:7070).
-        #[arg(long)]
-        api: Option<String>,
-        /// libp2p listen multiaddr (repeatable).
-        #[arg(long)]
-        listen: Vec<String>,
-        /// Bootstrap peer multiaddr with /p2p/<peer-id> (repeatable).
-        #[arg(long)]
-        bootstrap: Vec<String>,
+        #[command(flatten)]
+        addrs: AddrArgs,
     },
     /// Run the node until SIGINT or SIGTERM.
     Run {
         #[command(flatten)]
         dir: DataDirArg,
-        /// Override api.listen.
-        #[arg(long)]
-        api: Option<String>,
-        /// Override p2p.listen (repeatable).
-        #[arg(long)]
-        listen: Vec<String>,
-        /// Override p2p.bootstrap (repeatable).
-        #[arg(long)]
-        bootstrap: Vec<String>,
+        #[command(flatten)]
+        addrs: AddrArgs,
         /// Override log.format: human or json.
         #[arg(long)]
         log_format: Option<String>,
@@ -191,17 +191,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             dir,
             name,
             country,
-            api,
-            listen,
-            bootstrap,
+            addrs,
         } => {
             let dd = DataDir::new(&dir.data_dir);
             let key = dd.init(&InitOptions {
                 name,
                 country,
-                api,
-                listen,
-                bootstrap,
+                api: addrs.api,
+                listen: addrs.listen,
+                bootstrap: addrs.bootstrap,
             })?;
             if json {
                 print_json(&serde_json::json!({
@@ -225,25 +223,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Run {
             dir,
-            api,
-            listen,
-            bootstrap,
+            addrs,
             log_format,
         } => {
             let dd = DataDir::new(&dir.data_dir);
-            let mut flags: Vec<(&'static str, toml::Value)> = Vec::new();
-            if let Some(a) = api {
-                flags.push(("api.listen", toml::Value::String(a)));
-            }
-            let list = |v: Vec<String>| {
-                toml::Value::Array(v.into_iter().map(toml::Value::String).collect())
-            };
-            if !listen.is_empty() {
-                flags.push(("p2p.listen", list(listen)));
-            }
-            if !bootstrap.is_empty() {
-                flags.push(("p2p.bootstrap", list(bootstrap)));
-            }
+            let mut flags =
+                crate::datadir::addr_flags(addrs.api.as_deref(), &addrs.listen, &addrs.bootstrap);
             if let Some(f) = log_format {
                 flags.push(("log.format", toml::Value::String(f)));
             }

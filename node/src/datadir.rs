@@ -49,6 +49,28 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DataDirError + '_ {
     }
 }
 
+/// The configuration keys set by address flags (`--api`, `--listen`, `--bootstrap`), for
+/// `init` to write and `run` to override with.
+pub fn addr_flags(
+    api: Option<&str>,
+    listen: &[String],
+    bootstrap: &[String],
+) -> Vec<(&'static str, toml::Value)> {
+    let list =
+        |v: &[String]| toml::Value::Array(v.iter().cloned().map(toml::Value::String).collect());
+    let mut flags = Vec::new();
+    if let Some(a) = api {
+        flags.push(("api.listen", toml::Value::String(a.to_owned())));
+    }
+    if !listen.is_empty() {
+        flags.push(("p2p.listen", list(listen)));
+    }
+    if !bootstrap.is_empty() {
+        flags.push(("p2p.bootstrap", list(bootstrap)));
+    }
+    flags
+}
+
 /// Paths inside a data directory.
 #[derive(Debug, Clone)]
 pub struct DataDir {
@@ -115,17 +137,11 @@ impl DataDir {
             ("hub.name", toml::Value::String(opts.name.clone())),
             ("hub.country", toml::Value::String(opts.country.clone())),
         ];
-        if let Some(api) = &opts.api {
-            flags.push(("api.listen", toml::Value::String(api.clone())));
-        }
-        let list =
-            |v: &[String]| toml::Value::Array(v.iter().cloned().map(toml::Value::String).collect());
-        if !opts.listen.is_empty() {
-            flags.push(("p2p.listen", list(&opts.listen)));
-        }
-        if !opts.bootstrap.is_empty() {
-            flags.push(("p2p.bootstrap", list(&opts.bootstrap)));
-        }
+        flags.extend(addr_flags(
+            opts.api.as_deref(),
+            &opts.listen,
+            &opts.bootstrap,
+        ));
         // Validate the values as the node will read them before writing anything.
         hubcat_config::resolve(&Sources {
             flags: flags.clone(),

@@ -800,51 +800,57 @@ fn check_terms(field: &str, terms: &[TermRef], vocab: &Vocabulary) -> Result<(),
     Ok(())
 }
 
-fn check_country(field: &str, code: &str) -> Result<(), RecordError> {
-    if vocab::is_country(code) {
+/// Check `code` against a code list, naming the list and examples of valid codes on refusal.
+fn check_code(
+    field: &str,
+    code: &str,
+    known: fn(&str) -> bool,
+    what: &str,
+    valid: &str,
+) -> Result<(), RecordError> {
+    if known(code) {
         Ok(())
     } else {
-        let hint = if code == "EL" {
-            " (Greece is GR in ISO 3166-1; EL is its NUTS prefix)"
-        } else {
-            ""
-        };
         Err(RecordError::field(
             field,
-            format!(
-                "unknown country {}{hint}; valid: ISO 3166-1 alpha-2 codes in capitals (SE, ES, GR …) or XK",
-                shown(code)
-            ),
+            format!("unknown {what} {}; valid: {valid}", shown(code)),
         ))
     }
+}
+
+fn check_country(field: &str, code: &str) -> Result<(), RecordError> {
+    let what = if code == "EL" {
+        "country (Greece is GR in ISO 3166-1; EL is its NUTS prefix)"
+    } else {
+        "country"
+    };
+    check_code(
+        field,
+        code,
+        vocab::is_country,
+        what,
+        "ISO 3166-1 alpha-2 codes in capitals (SE, ES, GR …) or XK",
+    )
 }
 
 fn check_region(field: &str, code: &str) -> Result<(), RecordError> {
-    if vocab::is_region(code) {
-        Ok(())
-    } else {
-        Err(RecordError::field(
-            field,
-            format!(
-                "unknown NUTS 2024 region {}; valid: NUTS 2024 or statistical-region codes of level 1-3 (SE11, ES11, EL52 …)",
-                shown(code)
-            ),
-        ))
-    }
+    check_code(
+        field,
+        code,
+        vocab::is_region,
+        "NUTS 2024 region",
+        "NUTS 2024 or statistical-region codes of level 1-3 (SE11, ES11, EL52 …)",
+    )
 }
 
 fn check_language(field: &str, code: &str) -> Result<(), RecordError> {
-    if vocab::is_language(code) {
-        Ok(())
-    } else {
-        Err(RecordError::field(
-            field,
-            format!(
-                "unknown language {}; valid: ISO 639-1 codes in lower case (en, sv, es, el …)",
-                shown(code)
-            ),
-        ))
-    }
+    check_code(
+        field,
+        code,
+        vocab::is_language,
+        "language",
+        "ISO 639-1 codes in lower case (en, sv, es, el …)",
+    )
 }
 
 fn check_trl(field: &str, trl: u8) -> Result<(), RecordError> {
