@@ -94,10 +94,34 @@ pub static OPTIONS: &[OptionSpec] = &[
         doc: "Discover peers on the local network with mDNS.",
     },
     OptionSpec {
+        key: "p2p.max_peers",
+        kind: Kind::Int,
+        default: "50",
+        doc: "Most peers this node keeps connections with (bootstrap peers always count).",
+    },
+    OptionSpec {
+        key: "p2p.max_message_bytes",
+        kind: Kind::Int,
+        default: "1048576",
+        doc: "Largest gossip message or sync request accepted from a peer, in bytes; larger ones are dropped and counted against the peer.",
+    },
+    OptionSpec {
         key: "sync.interval_secs",
         kind: Kind::Int,
         default: "30",
         doc: "Seconds between anti-entropy rounds with a random connected peer.",
+    },
+    OptionSpec {
+        key: "sync.max_response_bytes",
+        kind: Kind::Int,
+        default: "4194304",
+        doc: "Most change bytes one sync response carries; a peer that is further behind asks again for the rest.",
+    },
+    OptionSpec {
+        key: "sync.timeout_secs",
+        kind: Kind::Int,
+        default: "30",
+        doc: "Seconds before an unanswered sync request to a peer is abandoned.",
     },
     OptionSpec {
         key: "catalogue.stale_after_days",
@@ -152,12 +176,16 @@ pub struct P2pSection {
     pub bootstrap: Vec<String>,
     pub federation: String,
     pub mdns: bool,
+    pub max_peers: u64,
+    pub max_message_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyncSection {
     pub interval_secs: u64,
+    pub max_response_bytes: u64,
+    pub timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -419,8 +447,23 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
             ),
         ));
     }
-    if c.sync.interval_secs == 0 {
-        return Err(bad("sync.interval_secs", "must be at least 1".into()));
+    for (key, value, min) in [
+        ("sync.interval_secs", c.sync.interval_secs, 1),
+        ("sync.timeout_secs", c.sync.timeout_secs, 1),
+        (
+            "sync.max_response_bytes",
+            c.sync.max_response_bytes,
+            64 * 1024,
+        ),
+        ("p2p.max_message_bytes", c.p2p.max_message_bytes, 64 * 1024),
+        ("p2p.max_peers", c.p2p.max_peers, 1),
+    ] {
+        if value < min {
+            return Err(bad(
+                key,
+                format!("{value} is too small: must be at least {min}"),
+            ));
+        }
     }
     if c.api.max_body_bytes < 1024 {
         return Err(bad("api.max_body_bytes", "must be at least 1024".into()));

@@ -25,6 +25,7 @@ pub struct ApiState {
     pub token: Arc<String>,
     pub hub_name: Arc<String>,
     pub started: Instant,
+    pub net: Option<crate::net::NetHandle>,
 }
 
 /// An API error: status, a stable machine-readable kind, the field to blame and a detail.
@@ -165,6 +166,7 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/status", get(status))
+        .route("/v1/peers", get(peers))
         .route("/v1/records", get(list_records).post(publish))
         .route("/v1/records/{id}", get(get_record).delete(withdraw))
         .route("/v1/export", get(export))
@@ -178,7 +180,7 @@ async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "not_found",
-        "no such route; see /v1/status, /v1/records",
+        "no such route; see /v1/status, /v1/peers, /v1/records",
     )
 }
 
@@ -202,7 +204,13 @@ pub struct StatusBody {
     pub documents: usize,
     pub changes: usize,
     pub digest: String,
+    /// Connected peers.
     pub peers: usize,
+    /// This node's libp2p peer id (the hub key) and listen addresses.
+    pub peer_id: Option<String>,
+    pub listen: Vec<String>,
+    /// Last sync per peer, unix ms.
+    pub sync: Vec<PeerSync>,
     pub store_bytes: u64,
     pub changes_accepted: u64,
     pub changes_refused: u64,
@@ -210,9 +218,39 @@ pub struct StatusBody {
     pub version: &'static str,
 }
 
+#[derive(Serialize)]
+pub struct PeerSync {
+    pub peer_id: String,
+    pub name: Option<String>,
+    pub connected: bool,
+    pub last_sync: Option<i64>,
+}
+
+async fn network(s: &ApiState) -> Result<(Vec<crate::net::PeerInfo>, Vec<String>), ApiError> {
+    let Some(net) = &s.net else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let unavailable =
+        |e: anyhow::Error| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "network", e.to_string());
+    let peers = net.peers().await.map_err(unavailable)?;
+    let listen = net
+        .listen_addrs()
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    Ok((peers, listen))
+}
+
+async fn peers(State(s): State<ApiState>) -> Result<Json<Vec<crate::net::PeerInfo>>, ApiError> {
+    Ok(Json(network(&s).await?.0))
+}
+
 async fn status(State(s): State<ApiState>) -> Result<Json<StatusBody>, ApiError> {
     let c = s.catalogue.clone();
     let st = blocking(move || Ok(c.status())).await?;
+    let (peer_list, listen) = network(&s).await?;
     Ok(Json(StatusBody {
         did: st.did,
         name: s.hub_name.to_string(),
@@ -220,7 +258,18 @@ async fn status(State(s): State<ApiState>) -> Result<Json<StatusBody>, ApiError>
         documents: st.documents,
         changes: st.changes,
         digest: st.digest,
-        peers: 0,
+        peers: peer_list.iter().filter(|p| p.connected).count(),
+        peer_id: s.net.as_ref().map(|n| n.peer_id.to_string()),
+        listen,
+        sync: peer_list
+            .into_iter()
+            .map(|p| PeerSync {
+                peer_id: p.peer_id,
+                name: p.name,
+                connected: p.connected,
+                last_sync: p.last_sync,
+            })
+            .collect(),
         store_bytes: st.store_bytes,
         changes_accepted: st.changes_accepted,
         changes_refused: st.changes_refused,

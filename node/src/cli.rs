@@ -105,8 +105,13 @@ pub enum Command {
         #[arg(long)]
         publisher: Option<String>,
     },
-    /// The node's identity, record counts and catalogue digest.
+    /// The node's identity, record counts, catalogue digest and last sync per peer.
     Status {
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+    /// Peers: id, hub did and name, addresses, connected since, last sync, bytes in/out.
+    Peers {
         #[command(flatten)]
         dir: DataDirArg,
     },
@@ -331,9 +336,76 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 println!("records  {}", v["records"]);
                 println!("docs     {}   changes {}", v["documents"], v["changes"]);
                 println!("digest   {}", v["digest"].as_str().unwrap_or(""));
-                println!("peers    {}", v["peers"]);
+                println!("peers    {} connected", v["peers"]);
+                if let Some(id) = v["peer_id"].as_str() {
+                    println!("peer id  {id}");
+                }
+                for a in v["listen"].as_array().into_iter().flatten() {
+                    println!("listen   {}", a.as_str().unwrap_or(""));
+                }
+                for p in v["sync"].as_array().into_iter().flatten() {
+                    println!(
+                        "sync     {:<10} {}  last {}",
+                        p["name"].as_str().unwrap_or("?"),
+                        p["peer_id"].as_str().unwrap_or(""),
+                        p["last_sync"]
+                            .as_i64()
+                            .map(ago)
+                            .unwrap_or_else(|| "never".into())
+                    );
+                }
                 Ok(())
             }
+        }
+        Command::Peers { dir } => {
+            let client = Client::for_dir(&dir.data_dir)?;
+            let v = client.get("/v1/peers").await?;
+            if json {
+                return print_json(&v);
+            }
+            let peers = v.as_array().cloned().unwrap_or_default();
+            if peers.is_empty() {
+                println!("no peers yet (check p2p.bootstrap, or wait for discovery)");
+                return Ok(());
+            }
+            for p in peers {
+                println!(
+                    "{} {}  {}",
+                    if p["connected"].as_bool() == Some(true) {
+                        "●"
+                    } else {
+                        "○"
+                    },
+                    p["name"].as_str().unwrap_or("?"),
+                    p["did"].as_str().unwrap_or("(not a hub key)")
+                );
+                println!("    peer id   {}", p["peer_id"].as_str().unwrap_or(""));
+                for a in p["addresses"].as_array().into_iter().flatten().take(3) {
+                    println!("    address   {}", a.as_str().unwrap_or(""));
+                }
+                println!(
+                    "    connected {}   last sync {}   rounds {}",
+                    p["connected_since"]
+                        .as_i64()
+                        .map(ago)
+                        .unwrap_or_else(|| "-".into()),
+                    p["last_sync"]
+                        .as_i64()
+                        .map(ago)
+                        .unwrap_or_else(|| "never".into()),
+                    p["sync_rounds"]
+                );
+                println!(
+                    "    bytes in  {}   out {}   score {}",
+                    p["bytes_in"],
+                    p["bytes_out"],
+                    p["score"]
+                        .as_f64()
+                        .map(|s| format!("{s:.1}"))
+                        .unwrap_or_else(|| "-".into())
+                );
+            }
+            Ok(())
         }
         Command::Export { dir, format } => {
             let client = Client::for_dir(&dir.data_dir)?;
@@ -613,4 +685,14 @@ fn print_list(v: &Value) {
         line([&row[0], &row[1], &row[2], &row[3]]);
     }
     println!("{} records", rows.len());
+}
+
+/// "12 s ago" for a unix-ms time.
+fn ago(ms: i64) -> String {
+    let secs = (hubcat_protocol::now_ms() - ms).max(0) / 1000;
+    match secs {
+        0..=119 => format!("{secs} s ago"),
+        120..=7199 => format!("{} min ago", secs / 60),
+        _ => format!("{} h ago", secs / 3600),
+    }
 }

@@ -30,6 +30,10 @@ use crate::store::{Snapshot, Store, StoreError};
 /// Snapshot changed documents after this many applied changes.
 const SNAPSHOT_EVERY: u64 = 20_000;
 
+/// Locally signed changes buffered for the network task (a lagging subscriber loses the oldest;
+/// anti-entropy still carries them).
+const LOCAL_CHANNEL: usize = 4096;
+
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("{0}")]
@@ -207,6 +211,8 @@ pub struct Catalogue {
     accepted: AtomicU64,
     refused: AtomicU64,
     refused_by_reason: Mutex<BTreeMap<&'static str, u64>>,
+    /// Every change this node signs, for the network to announce.
+    local_tx: tokio::sync::broadcast::Sender<SignedChange>,
 }
 
 impl Catalogue {
@@ -291,6 +297,7 @@ impl Catalogue {
             accepted: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             refused_by_reason: Mutex::new(BTreeMap::new()),
+            local_tx: tokio::sync::broadcast::channel(LOCAL_CHANNEL).0,
         })
     }
 
@@ -510,6 +517,7 @@ impl Catalogue {
             }
         };
         let envelope = change::sign(&self.key, &own, &change);
+        let announced = envelope.clone();
         let verified = match change::verify(envelope, hubcat_protocol::now_ms()) {
             Ok(v) => v,
             Err(e) => {
@@ -532,6 +540,8 @@ impl Catalogue {
             }
             return Err(EngineError::Internal(r.detail));
         }
+        // Nobody listening (no network) is fine.
+        let _ = self.local_tx.send(announced);
         Ok(slot)
     }
 
@@ -681,6 +691,82 @@ impl Catalogue {
         }
     }
 
+    /// Changes this node signs from now on, as they become durable.
+    pub fn subscribe_local(&self) -> tokio::sync::broadcast::Receiver<SignedChange> {
+        self.local_tx.subscribe()
+    }
+
+    /// Every document with its heads (changes still waiting for dependencies excluded).
+    pub fn doc_heads(&self) -> Vec<(DocId, Vec<ChangeHash>)> {
+        let state = self.lock();
+        state
+            .docs
+            .iter()
+            .map(|(id, ds)| (id.clone(), ds.doc.heads()))
+            .collect()
+    }
+
+    /// The heads of one document (empty when we do not have it).
+    pub fn doc_heads_of(&self, doc: &DocId) -> Vec<ChangeHash> {
+        self.lock()
+            .docs
+            .get(doc)
+            .map(|ds| ds.doc.heads())
+            .unwrap_or_default()
+    }
+
+    /// Whether `doc` holds every change in `hashes` (applied, not waiting).
+    pub fn has_all(&self, doc: &DocId, hashes: &[ChangeHash]) -> bool {
+        let state = self.lock();
+        match state.docs.get(doc) {
+            Some(ds) => hashes.iter().all(|h| ds.doc.has_change(h)),
+            None => hashes.is_empty(),
+        }
+    }
+
+    /// What a peer whose heads of `doc` are `have` lacks: our heads and the signed changes
+    /// not in the history of `have` (heads we do not know are ignored), in causal order, up to
+    /// about `max_bytes` (at least one change). `None` when we do not have the document.
+    pub fn changes_since(
+        &self,
+        doc: &DocId,
+        have: &[ChangeHash],
+        max_bytes: usize,
+    ) -> Option<ChangesSince> {
+        let state = self.lock();
+        let ds = state.docs.get(doc)?;
+        let known: Vec<ChangeHash> = have
+            .iter()
+            .filter(|h| ds.doc.has_change(h))
+            .copied()
+            .collect();
+        let heads = ds.doc.heads();
+        let mut out = ChangesSince {
+            heads,
+            changes: Vec::new(),
+            more: false,
+        };
+        let mut bytes = 0usize;
+        for c in ds.doc.automerge().get_changes(&known) {
+            let Some((signature, _)) = ds.sigs.get(&c.hash()) else {
+                continue;
+            };
+            let raw = c.raw_bytes();
+            if !out.changes.is_empty() && bytes + raw.len() > max_bytes {
+                out.more = true;
+                break;
+            }
+            bytes += raw.len() + signature.len();
+            out.changes.push(SignedChange {
+                doc: doc.clone(),
+                author: author_of(&c),
+                signature: signature.clone(),
+                change: raw.to_vec(),
+            });
+        }
+        Some(out)
+    }
+
     /// Every record with its signed history and the publishers' keys, verifiable offline.
     pub fn export_bundle(&self) -> Result<Bundle, EngineError> {
         let state = self.lock();
@@ -727,6 +813,25 @@ impl Catalogue {
             changes,
         })
     }
+}
+
+/// Our heads of a document and the changes a peer lacks (see [`Catalogue::changes_since`]).
+#[derive(Debug, Clone)]
+pub struct ChangesSince {
+    pub heads: Vec<ChangeHash>,
+    pub changes: Vec<SignedChange>,
+    /// The byte limit cut the list short.
+    pub more: bool,
+}
+
+/// The author key a verified change's actor id begins with.
+fn author_of(change: &Change) -> [u8; 32] {
+    let mut author = [0u8; 32];
+    let actor = change.actor_id().to_bytes();
+    if actor.len() >= 32 {
+        author.copy_from_slice(&actor[..32]);
+    }
+    author
 }
 
 fn fresh_actor_suffix() -> Result<[u8; 16], EngineError> {

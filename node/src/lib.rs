@@ -4,6 +4,7 @@
 //! - [`engine`]: the catalogue: per-hub Automerge documents fed by verified signed changes,
 //!   and the materialised view queries read;
 //! - [`datadir`]: a node's data directory (config, key, token, store);
+//! - [`net`]: the libp2p network task, gossip and anti-entropy sync;
 //! - [`api`]: the HTTP JSON API;
 //! - [`node`]: starting and stopping a node (used by `hubcat run`, the demo and the tests);
 //! - [`cli`]: the `hubcat` command line and its HTTP client.
@@ -12,5 +13,6 @@ pub mod cli;
 pub mod datadir;
 pub mod demo;
 pub mod engine;
+pub mod net;
 pub mod node;
 pub mod store;

@@ -1,4 +1,5 @@
-//! Starting and stopping a node: open the store, rebuild the catalogue, serve the API.
+//! Starting and stopping a node: open the store, rebuild the catalogue, join the network,
+//! serve the API.
 //! `hubcat run`, the demo and the in-process test clusters all go through [`start`].
 
 use std::net::SocketAddr;
@@ -12,12 +13,16 @@ use tokio::sync::watch;
 use crate::api::{self, ApiState};
 use crate::datadir::DataDir;
 use crate::engine::Catalogue;
+use crate::net::{self, NetConfig, NetHandle};
 use crate::store::SledStore;
 
 /// A running node. Dropping it without [`RunningNode::shutdown`] stops nothing cleanly.
 pub struct RunningNode {
     pub api_addr: SocketAddr,
     pub catalogue: Arc<Catalogue>,
+    /// The network; `None` when `p2p.listen` is empty and no bootstrap peer is set.
+    pub net: Option<NetHandle>,
+    net_task: Option<tokio::task::JoinHandle<()>>,
     data_dir: DataDir,
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -26,14 +31,22 @@ pub struct RunningNode {
 /// Open the node in `data_dir` with `config` and start serving.
 pub async fn start(data_dir: &DataDir, config: &Config) -> anyhow::Result<RunningNode> {
     let key = data_dir.load_key()?;
+    let net_config = NetConfig::from_config(config)?;
     let token = data_dir.load_token()?;
     let store_path = data_dir.store_path();
+    let net_key = net::keypair(&key)?;
     let catalogue = tokio::task::spawn_blocking(move || -> anyhow::Result<Catalogue> {
         let store = SledStore::open(&store_path)?;
         Ok(Catalogue::open(Arc::new(store), key)?)
     })
     .await??;
     let catalogue = Arc::new(catalogue);
+    let (net, net_task) = if net_config.listen.is_empty() && net_config.bootstrap.is_empty() {
+        (None, None)
+    } else {
+        let (handle, task) = net::spawn(net_key, catalogue.clone(), net_config).await?;
+        (Some(handle), Some(task))
+    };
 
     let listener = tokio::net::TcpListener::bind(config.api.listen)
         .await
@@ -46,6 +59,7 @@ pub async fn start(data_dir: &DataDir, config: &Config) -> anyhow::Result<Runnin
         token: Arc::new(token),
         hub_name: Arc::new(config.hub.name.clone()),
         started: Instant::now(),
+        net: net.clone(),
     };
     let app = api::router(state, config.api.max_body_bytes as usize);
     let (shutdown, mut rx) = watch::channel(false);
@@ -65,6 +79,8 @@ pub async fn start(data_dir: &DataDir, config: &Config) -> anyhow::Result<Runnin
     Ok(RunningNode {
         api_addr,
         catalogue,
+        net,
+        net_task,
         data_dir: data_dir.clone(),
         shutdown,
         server,
@@ -76,12 +92,24 @@ impl RunningNode {
         format!("http://{}", self.api_addr)
     }
 
-    /// Stop accepting requests, let in-flight ones finish, snapshot and flush the store.
+    /// Stop accepting requests, let in-flight ones finish, close peers, snapshot and flush
+    /// the store.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
         match tokio::time::timeout(std::time::Duration::from_secs(10), self.server).await {
             Ok(joined) => joined??,
             Err(_) => tracing::warn!("API did not drain within 10 s; closing anyway"),
+        }
+        if let Some(net) = &self.net {
+            if tokio::time::timeout(std::time::Duration::from_secs(5), net.shutdown())
+                .await
+                .is_err()
+            {
+                tracing::warn!("network did not stop within 5 s");
+            }
+        }
+        if let Some(task) = self.net_task {
+            task.abort();
         }
         let catalogue = self.catalogue.clone();
         tokio::task::spawn_blocking(move || catalogue.snapshot()).await??;

@@ -7,6 +7,7 @@
 //! - [`change`]: signed change envelopes, signing, verification and the write rule.
 //! - [`codec`]: the versioned binary encoding for stored and wire values.
 //! - [`bundle`]: the offline-verifiable export of records with their signed history.
+//! - [`sync`]: gossip and anti-entropy messages, and the range reconciliation of documents.
 //!
 //! The node crate drives these with sockets, tasks and storage; nothing here blocks or
 //! touches the network, so every rule can be tested (and fuzzed) as a pure function.
@@ -17,6 +18,7 @@ pub mod codec;
 pub mod identity;
 pub mod layout;
 pub mod record;
+pub mod sync;
 pub mod tables;
 pub mod vocab;
 

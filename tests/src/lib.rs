@@ -16,11 +16,46 @@ use anyhow::{anyhow, bail, Context as _};
 use hubcat_config::Config;
 use hubcat_node::datadir::{DataDir, InitOptions};
 use hubcat_node::engine::Catalogue;
+use hubcat_node::net::NetHandle;
 use hubcat_node::node::RunningNode;
+use libp2p::PeerId;
 use serde_json::Value;
 
 /// Longest any harness wait (a node start, a process exit) may take.
 pub const WAIT: Duration = Duration::from_secs(20);
+
+/// Anti-entropy interval of test hubs, in seconds (gossip carries most changes at once).
+pub const TEST_SYNC_SECS: i64 = 2;
+
+/// Wait until the network reports its listen addresses.
+async fn wait_for_listen(net: &NetHandle) -> anyhow::Result<Vec<libp2p::Multiaddr>> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let addrs = net.listen_addrs().await?;
+        if !addrs.is_empty() {
+            return Ok(addrs);
+        }
+        if Instant::now() > deadline {
+            bail!("the node did not start listening for peers within {WAIT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Poll `check` every 50 ms until it returns true or `timeout` passes; returns whether it
+/// became true.
+pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Sample records
@@ -146,23 +181,57 @@ pub struct TestHub {
 }
 
 impl TestHub {
-    /// Create a hub named `name` in `country` and start its node on a free loopback port.
+    /// Create a hub named `name` in `country` and start its node on free loopback ports (API
+    /// and libp2p), with no peers.
     pub fn start(name: &str, country: &str) -> anyhow::Result<TestHub> {
+        TestHub::start_with(name, country, &[])
+    }
+
+    /// Like [`TestHub::start`], dialling `bootstrap` (multiaddrs ending in `/p2p/<peer-id>`).
+    pub fn start_with(name: &str, country: &str, bootstrap: &[String]) -> anyhow::Result<TestHub> {
+        TestHub::start_configured(name, country, bootstrap, &[])
+    }
+
+    /// Like [`TestHub::start_with`], with extra config overrides (as command-line flags would).
+    pub fn start_configured(
+        name: &str,
+        country: &str,
+        bootstrap: &[String],
+        overrides: &[(&'static str, toml::Value)],
+    ) -> anyhow::Result<TestHub> {
         let tmp = tempfile::tempdir()?;
         let data_dir = DataDir::new(tmp.path().join("hub"));
         data_dir.init(&InitOptions {
             name: name.into(),
             country: country.into(),
-            // Port 0: every hub gets a free port, so tests run in parallel.
+            // Port 0: every hub gets free ports, so tests run in parallel.
             api: Some("127.0.0.1:0".into()),
-            ..Default::default()
+            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+            bootstrap: bootstrap.to_vec(),
         })?;
-        let config = data_dir.load_config(BTreeMap::new(), vec![])?.config;
+        let mut flags: Vec<(&'static str, toml::Value)> =
+            vec![("sync.interval_secs", toml::Value::Integer(TEST_SYNC_SECS))];
+        flags.extend(overrides.iter().cloned());
+        let mut config = data_dir.load_config(BTreeMap::new(), flags)?.config;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()?;
         let node = runtime.block_on(hubcat_node::node::start(&data_dir, &config))?;
+        // Keep the libp2p port across stop/resume, so peers that bootstrap from this hub find
+        // it again.
+        if let Some(net) = &node.net {
+            let addrs = runtime.block_on(wait_for_listen(net))?;
+            config.p2p.listen = addrs
+                .iter()
+                .map(|a| {
+                    a.iter()
+                        .filter(|p| !matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
+                        .collect::<libp2p::Multiaddr>()
+                        .to_string()
+                })
+                .collect();
+        }
         Ok(TestHub {
             token: data_dir.load_token()?,
             http: reqwest::blocking::Client::builder()
@@ -306,6 +375,70 @@ impl TestHub {
             token,
             None,
         )
+    }
+
+    /// The libp2p network of the running node.
+    pub fn net(&self) -> &NetHandle {
+        self.node()
+            .net
+            .as_ref()
+            .expect("the test hub runs a network")
+    }
+
+    /// This hub's libp2p peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.net().peer_id
+    }
+
+    /// The address other hubs bootstrap from: `/ip4/127.0.0.1/tcp/<port>/p2p/<peer-id>`.
+    pub fn p2p_addr(&self) -> String {
+        let addrs = self
+            .runtime
+            .block_on(self.net().listen_addrs())
+            .expect("listen addresses");
+        addrs
+            .first()
+            .map(|a| a.to_string())
+            .expect("the hub listens on an address")
+    }
+
+    /// Run a future on this hub's runtime.
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.runtime.block_on(f)
+    }
+
+    /// GET /v1/peers.
+    pub fn peers(&self) -> Vec<Value> {
+        let (status, body) = self.request(reqwest::Method::GET, "/v1/peers", None, None);
+        assert_eq!(status, 200, "peers failed: {body}");
+        body.as_array().cloned().unwrap_or_default()
+    }
+
+    /// The number of connected peers.
+    pub fn connected_peers(&self) -> usize {
+        self.peers()
+            .iter()
+            .filter(|p| p["connected"].as_bool() == Some(true))
+            .count()
+    }
+
+    /// The catalogue digest from GET /v1/status.
+    pub fn digest(&self) -> String {
+        let (status, body) = self.status();
+        assert_eq!(status, 200, "status failed: {body}");
+        body["digest"].as_str().expect("digest").to_owned()
+    }
+
+    /// Stop exchanging anything with `other` (both directions close; new connections refused).
+    pub fn cut(&self, other: &TestHub) {
+        self.block_on(self.net().block(other.peer_id()));
+    }
+
+    /// Undo [`TestHub::cut`] and dial `other` again.
+    pub fn heal(&self, other: &TestHub) {
+        self.block_on(self.net().unblock(other.peer_id()));
+        let addr = other.p2p_addr().parse().expect("multiaddr");
+        self.block_on(self.net().dial(addr));
     }
 
     /// GET /v1/export?format=bundle; returns (status, JSON body).

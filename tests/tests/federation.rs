@@ -1,0 +1,213 @@
+//! Federation on in-process clusters: nodes on loopback (port 0), each with its own key and
+//! store, talking libp2p. What a user would notice: a record published at one hub is found at
+//! every other; cut links heal; a stopped node catches up; forged input never lands.
+
+use std::time::Duration;
+
+use hubcat_tests::{sample, wait_until, TestHub};
+use serde_json::{json, Value};
+
+const CONVERGE: Duration = Duration::from_secs(30);
+
+/// Every hub reports the same digest.
+fn converged(hubs: &[&TestHub]) -> bool {
+    let first = hubs[0].digest();
+    hubs.iter().all(|h| h.digest() == first)
+}
+
+fn titles(hub: &TestHub) -> Vec<String> {
+    let (status, body) = hub.list("");
+    assert_eq!(status, 200);
+    let mut t: Vec<String> = body["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter_map(|r| r["record"]["title"]["en"].as_str().map(String::from))
+        .collect();
+    t.sort();
+    t
+}
+
+fn service(slug: &str, title: &str) -> Value {
+    json!({"kind": "service", "id": slug, "title": {"en": title},
+           "description": {"en": "A service offered to SMEs."},
+           "category": "skills-and-training", "area_served": ["SE"]})
+}
+
+#[test]
+fn a_record_published_on_one_hub_is_found_on_the_others_with_updates_and_withdrawals() {
+    let a = TestHub::start("HDS", "SE").expect("hub A");
+    let b = TestHub::start_with("GAL", "ES", &[a.p2p_addr()]).expect("hub B");
+    let c = TestHub::start_with("THESS", "GR", &[a.p2p_addr()]).expect("hub C");
+
+    let published = a.publish_ok(&sample("hds-testbed"));
+    let id = published["id"].as_str().expect("id").to_owned();
+    for hub in [&b, &c] {
+        assert!(
+            wait_until(CONVERGE, || hub.get(&id).0 == 200),
+            "record {id} never reached {}",
+            hub.url()
+        );
+        let (_, found) = hub.get(&id);
+        assert_eq!(found["publisher"], published["publisher"]);
+        assert_eq!(
+            found["provenance"]["change_hash"],
+            published["provenance"]["change_hash"]
+        );
+        assert_eq!(
+            found["provenance"]["signature"],
+            published["provenance"]["signature"]
+        );
+        let (_, listed) = hub.list("kind=service");
+        assert!(listed["records"]
+            .as_array()
+            .expect("records")
+            .iter()
+            .any(|r| r["id"] == id.as_str()));
+    }
+
+    // An update keeps the id and reaches both.
+    let mut updated = sample("hds-testbed");
+    updated["title"]["en"] = json!("Health data testbed, second edition");
+    let after = a.publish_ok(&updated);
+    assert_eq!(after["id"], id.as_str());
+    for hub in [&b, &c] {
+        assert!(
+            wait_until(CONVERGE, || hub.get(&id).1["record"]["title"]["en"]
+                == "Health data testbed, second edition"),
+            "the update never reached {}",
+            hub.url()
+        );
+    }
+
+    // A withdrawal removes it everywhere.
+    let (status, body) = a.delete(&id);
+    assert_eq!(status, 200, "{body}");
+    for hub in [&b, &c] {
+        assert!(
+            wait_until(CONVERGE, || hub.get(&id).0 == 404),
+            "the withdrawal never reached {}",
+            hub.url()
+        );
+    }
+    assert!(wait_until(CONVERGE, || converged(&[&a, &b, &c])));
+
+    // Operators see their peers: did, name, last sync, bytes.
+    let peers = b.peers();
+    let pa = peers
+        .iter()
+        .find(|p| p["peer_id"] == a.peer_id().to_string())
+        .expect("B knows A");
+    assert_eq!(pa["did"], published["publisher"]);
+    assert_eq!(pa["connected"], true);
+    assert!(pa["bytes_in"].as_u64().expect("bytes") > 0);
+    assert!(wait_until(CONVERGE, || {
+        b.peers()
+            .iter()
+            .any(|p| p["name"] == "HDS" && p["last_sync"].is_i64())
+    }));
+    let (_, status) = b.status();
+    assert!(status["peers"].as_u64().expect("peers") >= 1);
+    assert_eq!(
+        status["did"]
+            .as_str()
+            .map(|d| d.starts_with("did:key:z6Mk")),
+        Some(true)
+    );
+}
+
+#[test]
+fn five_hubs_in_a_line_converge() {
+    let mut hubs: Vec<TestHub> = Vec::new();
+    for i in 0..5 {
+        let bootstrap: Vec<String> = hubs.last().map(|h| vec![h.p2p_addr()]).unwrap_or_default();
+        hubs.push(TestHub::start_with(&format!("H{i}"), "SE", &bootstrap).expect("hub"));
+    }
+    for (i, hub) in hubs.iter().enumerate() {
+        hub.publish_ok(&service(&format!("line-{i}"), &format!("Line service {i}")));
+    }
+    let refs: Vec<&TestHub> = hubs.iter().collect();
+    assert!(
+        wait_until(CONVERGE, || refs.iter().all(|h| h.count() == 5)),
+        "counts: {:?}",
+        refs.iter().map(|h| h.count()).collect::<Vec<_>>()
+    );
+    assert!(wait_until(CONVERGE, || converged(&refs)));
+    let expected: Vec<String> = (0..5).map(|i| format!("Line service {i}")).collect();
+    for hub in &refs {
+        assert_eq!(titles(hub), expected);
+    }
+}
+
+#[test]
+fn a_partition_heals_to_the_union_of_both_sides() {
+    let a = TestHub::start("A", "SE").expect("hub");
+    let b = TestHub::start_with("B", "SE", &[a.p2p_addr()]).expect("hub");
+    let c = TestHub::start_with("C", "ES", &[a.p2p_addr(), b.p2p_addr()]).expect("hub");
+    let d = TestHub::start_with("D", "ES", &[a.p2p_addr(), c.p2p_addr()]).expect("hub");
+    let all = [&a, &b, &c, &d];
+    a.publish_ok(&service("before", "Before the split"));
+    assert!(wait_until(CONVERGE, || all.iter().all(|h| h.count() == 1)));
+
+    // Split {A, B} | {C, D}.
+    for (x, y) in [(&a, &c), (&a, &d), (&b, &c), (&b, &d)] {
+        x.cut(y);
+        y.cut(x);
+    }
+    assert!(wait_until(CONVERGE, || a.connected_peers() == 1
+        && c.connected_peers() == 1));
+    a.publish_ok(&service("left", "Published on the left"));
+    d.publish_ok(&service("right", "Published on the right"));
+    assert!(wait_until(CONVERGE, || b.count() == 2 && c.count() == 2));
+    // Nothing crossed the cut.
+    assert_eq!(titles(&b), ["Before the split", "Published on the left"]);
+    assert_eq!(titles(&c), ["Before the split", "Published on the right"]);
+    assert_ne!(a.digest(), d.digest());
+
+    for (x, y) in [(&a, &c), (&a, &d), (&b, &c), (&b, &d)] {
+        x.heal(y);
+        y.heal(x);
+    }
+    assert!(
+        wait_until(CONVERGE, || converged(&all)),
+        "digests after healing differ"
+    );
+    for hub in all {
+        assert_eq!(
+            titles(hub),
+            [
+                "Before the split",
+                "Published on the left",
+                "Published on the right"
+            ]
+        );
+    }
+}
+
+#[test]
+fn a_stopped_hub_catches_up_on_a_thousand_records() {
+    let a = TestHub::start("A", "SE").expect("hub");
+    let mut b = TestHub::start_with("B", "SE", &[a.p2p_addr()]).expect("hub");
+    a.publish_ok(&service("first", "First"));
+    assert!(wait_until(CONVERGE, || b.count() == 1));
+    b.stop().expect("stop B");
+
+    let cat = a.catalogue();
+    for i in 0..1000 {
+        let record = hubcat_protocol::Record::from_value(service(
+            &format!("bulk-{i}"),
+            &format!("Bulk service {i}"),
+        ))
+        .expect("valid record");
+        cat.publish(&record).expect("publish");
+    }
+    assert_eq!(a.count(), 1001);
+
+    b.resume().expect("resume B");
+    assert!(
+        wait_until(Duration::from_secs(60), || b.count() == 1001),
+        "B has {} of 1001 records",
+        b.count()
+    );
+    assert!(wait_until(CONVERGE, || converged(&[&a, &b])));
+}
