@@ -33,6 +33,8 @@ const SNAPSHOT_EVERY: u64 = 20_000;
 /// Locally signed changes buffered for the network task (a lagging subscriber loses the oldest;
 /// anti-entropy still carries them).
 const LOCAL_CHANNEL: usize = 4096;
+/// Applied-change notifications buffered per subscriber.
+const APPLIED_CHANNEL: usize = 65_536;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -213,6 +215,19 @@ pub struct Catalogue {
     refused_by_reason: Mutex<BTreeMap<&'static str, u64>>,
     /// Every change this node signs, for the network to announce.
     local_tx: tokio::sync::broadcast::Sender<SignedChange>,
+    /// Every change applied, local or remote (for propagation measurements and metrics).
+    applied_tx: tokio::sync::broadcast::Sender<Applied>,
+}
+
+/// A change that became part of the catalogue.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub doc: DocId,
+    pub hash: ChangeHash,
+    /// When its author signed it (the change's timestamp), unix ms.
+    pub signed_ms: i64,
+    /// When this node made it durable and visible, unix ms.
+    pub applied_ms: i64,
 }
 
 impl Catalogue {
@@ -298,6 +313,7 @@ impl Catalogue {
             refused: AtomicU64::new(0),
             refused_by_reason: Mutex::new(BTreeMap::new()),
             local_tx: tokio::sync::broadcast::channel(LOCAL_CHANNEL).0,
+            applied_tx: tokio::sync::broadcast::channel(APPLIED_CHANNEL).0,
         })
     }
 
@@ -426,9 +442,18 @@ impl Catalogue {
                 })
             });
             let mut touched: BTreeSet<Slot> = std::mem::take(&mut ds.waiting);
+            let applied_ms = hubcat_protocol::now_ms();
             for v in &changes {
                 ds.index(&v.change, &v.envelope.signature);
                 touched.extend(v.slots.iter().cloned());
+                if self.applied_tx.receiver_count() > 0 {
+                    let _ = self.applied_tx.send(Applied {
+                        doc: doc_id.clone(),
+                        hash: v.hash,
+                        signed_ms: v.change.timestamp(),
+                        applied_ms,
+                    });
+                }
             }
             accepted += changes.len();
             if let Err(e) = ds
@@ -694,6 +719,12 @@ impl Catalogue {
     /// Changes this node signs from now on, as they become durable.
     pub fn subscribe_local(&self) -> tokio::sync::broadcast::Receiver<SignedChange> {
         self.local_tx.subscribe()
+    }
+
+    /// Changes as they are applied (sent after they are durable; visible once the ingest call
+    /// that applied them returns).
+    pub fn subscribe_applied(&self) -> tokio::sync::broadcast::Receiver<Applied> {
+        self.applied_tx.subscribe()
     }
 
     /// Every document with its heads (changes still waiting for dependencies excluded).

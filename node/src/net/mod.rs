@@ -296,6 +296,12 @@ impl NetHandle {
         self.ask(|reply| Command::StartSync { peer, reply }).await
     }
 
+    /// Run one anti-entropy session with `peer` now and report what it moved (bytes, round
+    /// trips, changes). Used by operators' tooling and the benchmarks.
+    pub async fn sync_with(&self, peer: PeerId) -> anyhow::Result<sync::SessionReport> {
+        sync::run_session(self, peer).await
+    }
+
     /// Refuse and close every connection with `peer` (operators banning a peer; tests cutting
     /// the network).
     pub async fn block(&self, peer: PeerId) {
