@@ -78,18 +78,26 @@ fn init_with_a_bad_country_names_the_flag_and_creates_no_key() {
 }
 
 #[test]
-fn the_demo_loads_real_hubs_and_stops_cleanly() {
+fn the_demo_federation_converges_and_stops_cleanly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let dir_s = dir.path().to_str().expect("utf-8 path");
     let out = hubcat(&["--json", "demo", "--no-wait", "--port", "0", "--dir", dir_s]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let hubs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("demo prints JSON");
-    let hubs = hubs.as_array().expect("a list of hubs");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("demo prints JSON");
+    assert_eq!(v["converged"], true, "{v}");
+    let total = v["records"].as_u64().expect("record total");
+    let hubs = v["hubs"].as_array().expect("a list of hubs");
     assert!(hubs.len() >= 3, "{hubs:?}");
     let names: Vec<&str> = hubs.iter().filter_map(|h| h["hub"].as_str()).collect();
-    assert!(names.contains(&"HDS"), "{names:?}");
+    for expected in ["HDS", "HIS", "GAL-HEALTH-LAB", "OK!Thess"] {
+        assert!(names.contains(&expected), "{names:?}");
+    }
+    let published: u64 = hubs.iter().filter_map(|h| h["published"].as_u64()).sum();
+    assert_eq!(published, total);
     for h in hubs {
-        assert!(h["records"].as_u64().unwrap_or(0) >= 2, "{h}");
+        // Every node holds every hub's records, not only its own.
+        assert_eq!(h["records"].as_u64(), Some(total), "{h}");
+        assert_eq!(h["digest"], hubs[0]["digest"], "{h}");
         assert!(h["did"]
             .as_str()
             .is_some_and(|d| d.starts_with("did:key:z6Mk")));

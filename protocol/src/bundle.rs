@@ -121,7 +121,8 @@ impl BundleChange {
         }
     }
 
-    fn envelope(&self) -> Result<SignedChange, String> {
+    /// The signed change this entry carries (not verified).
+    pub fn envelope(&self) -> Result<SignedChange, String> {
         let doc = DocId::parse(&self.doc).map_err(|e| e.to_string())?;
         let author = HubId::from_did(&self.author).map_err(|e| e.to_string())?;
         let signature = hex::decode(&self.signature).map_err(|e| format!("signature: {e}"))?;

@@ -559,7 +559,7 @@ mod tests {
             count: 0,
             fingerprint: [0; 8],
         };
-        assert!(a.answer(&[bogus.clone()], 10).is_empty());
+        assert!(a.answer(std::slice::from_ref(&bogus), 10).is_empty());
         let deep = RangeFingerprint {
             path: vec![0; 40],
             count: 0,

@@ -559,7 +559,12 @@ pub fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<i32> {
 
 /// `hubcat init --data-dir DIR --name NAME --country CC --api 127.0.0.1:0`; returns the did.
 pub fn init_hub(dir: &Path, name: &str, country: &str) -> String {
-    let (code, out, err) = run_hubcat(&[
+    init_hub_with(dir, name, country, &[])
+}
+
+/// `hubcat init` on free loopback ports (API and libp2p), with bootstrap peers.
+pub fn init_hub_with(dir: &Path, name: &str, country: &str, bootstrap: &[String]) -> String {
+    let mut args = vec![
         "init",
         "--data-dir",
         path_str(dir),
@@ -569,7 +574,14 @@ pub fn init_hub(dir: &Path, name: &str, country: &str) -> String {
         country,
         "--api",
         "127.0.0.1:0",
-    ]);
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+    ];
+    for b in bootstrap {
+        args.push("--bootstrap");
+        args.push(b);
+    }
+    let (code, out, err) = run_hubcat(&args);
     assert_eq!(code, 0, "hubcat init failed: {err}");
     out.trim().to_owned()
 }

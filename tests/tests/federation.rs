@@ -211,3 +211,162 @@ fn a_stopped_hub_catches_up_on_a_thousand_records() {
     );
     assert!(wait_until(CONVERGE, || converged(&[&a, &b])));
 }
+
+mod hostile {
+    use super::*;
+    use hubcat_protocol::bundle::BundleChange;
+    use hubcat_protocol::change;
+    use hubcat_protocol::sync::{
+        encode, DocChanges, Gossip, SyncRequest, SyncResponse, WireChange,
+    };
+    use hubcat_protocol::{CatalogueDoc, DocId, HubKey, Record, SignedChange};
+
+    fn record(slug: &str) -> Record {
+        Record::from_value(service(slug, "Spam offer")).expect("valid record")
+    }
+
+    /// A properly signed change by `key` on its own document.
+    fn own_change(key: &HubKey, slug: &str) -> SignedChange {
+        let mut doc = CatalogueDoc::new(key.id(), [9; 16]);
+        let c = doc
+            .upsert(&record(slug), hubcat_protocol::now_ms())
+            .expect("change");
+        change::sign(key, doc.id(), &c)
+    }
+
+    fn announce(env: &SignedChange) -> Vec<u8> {
+        encode(&Gossip::Announce {
+            doc: env.doc.clone(),
+            heads: vec![],
+            changes: vec![WireChange::of(env)],
+        })
+    }
+
+    fn score_of(hub: &TestHub, peer: &str) -> Option<f64> {
+        hub.peers()
+            .iter()
+            .find(|p| p["peer_id"] == peer)
+            .and_then(|p| p["score"].as_f64())
+    }
+
+    #[test]
+    fn forged_altered_unauthorised_replayed_garbage_and_oversized_input_never_lands() {
+        let a = TestHub::start("A", "SE").expect("hub");
+        let b = TestHub::start_with("B", "ES", &[a.p2p_addr()]).expect("hub");
+        // The hostile hub lets itself send messages larger than honest nodes accept.
+        let m = TestHub::start_configured(
+            "M",
+            "SE",
+            &[a.p2p_addr()],
+            &[("p2p.max_message_bytes", toml::Value::Integer(8 << 20))],
+        )
+        .expect("hub");
+        let honest = [&a, &b];
+        let genuine = a.publish_ok(&service("genuine", "Genuine offer"));
+        assert!(wait_until(CONVERGE, || b.count() == 1 && m.count() == 1));
+        assert!(wait_until(CONVERGE, || a
+            .peers()
+            .iter()
+            .any(
+                |p| p["peer_id"] == m.peer_id().to_string() && p["connected"] == true
+            )));
+        let before: Vec<(String, u64, u64)> = honest
+            .iter()
+            .map(|h| {
+                let (_, s) = h.status();
+                (
+                    h.digest(),
+                    h.count(),
+                    s["changes"].as_u64().expect("changes"),
+                )
+            })
+            .collect();
+
+        let x = HubKey::generate().expect("key");
+        let y = HubKey::generate().expect("key");
+        // 1. Signed by the wrong key: X's change, Y's signature.
+        let mut wrong_key = own_change(&x, "wrong-key");
+        let c = automerge::Change::from_bytes(wrong_key.change.clone()).expect("change");
+        wrong_key.signature = change::sign(&y, &DocId::Hub(x.id()), &c).signature;
+        // 2. Altered bytes after signing.
+        let mut altered = own_change(&x, "altered");
+        let mid = altered.change.len() / 2;
+        altered.change[mid] ^= 0x20;
+        // 3. A change for another hub's document (A's), correctly signed by X.
+        let mut unauthorised = own_change(&x, "takeover");
+        unauthorised.doc = DocId::Hub(a.catalogue().hub_id());
+        // 4. A replay of A's genuine change, from A's own export.
+        let (_, bundle) = a.export();
+        let replay: BundleChange =
+            serde_json::from_value(bundle["changes"][0].clone()).expect("bundle change");
+        let replay = replay.envelope().expect("envelope");
+        assert_eq!(replay.doc.owner().to_did(), genuine["publisher"]);
+
+        let net = m.net();
+        for forged in [&wrong_key, &altered, &unauthorised] {
+            m.block_on(net.publish_raw(announce(forged)));
+        }
+        m.block_on(net.publish_raw(announce(&replay)));
+        // 5. Garbage bytes, and 6. an oversized message.
+        m.block_on(net.publish_raw(b"\x01garbage that decodes to nothing".to_vec()));
+        m.block_on(net.publish_raw(vec![7u8; 2 << 20]));
+        // The same forgeries pushed over sync, and an oversized sync request.
+        let push = encode(&SyncRequest::Push {
+            docs: [&wrong_key, &altered, &unauthorised]
+                .iter()
+                .map(|e| DocChanges {
+                    doc: e.doc.clone(),
+                    changes: vec![WireChange::of(e)],
+                })
+                .collect(),
+        });
+        let reply = m
+            .block_on(net.request(a.peer_id(), push))
+            .expect("A answers a push");
+        let reply: SyncResponse = hubcat_protocol::sync::decode(&reply, 1 << 20).expect("reply");
+        assert_eq!(
+            reply,
+            SyncResponse::Pushed {
+                accepted: 0,
+                duplicates: 0,
+                refused: 3
+            }
+        );
+        assert!(
+            m.block_on(net.request(a.peer_id(), vec![1u8; 2 << 20]))
+                .is_err(),
+            "an oversized sync request must be cut off"
+        );
+
+        let (_, sa) = a.status();
+        assert!(
+            sa["changes_refused"].as_u64().expect("refused") >= 6,
+            "{sa}"
+        );
+        // A penalises the hostile peer.
+        let mid_id = m.peer_id().to_string();
+        assert!(
+            wait_until(CONVERGE, || score_of(&a, &mid_id).is_some_and(|s| s < 0.0)),
+            "score of the hostile peer on A: {:?}",
+            score_of(&a, &mid_id)
+        );
+        // Nothing landed anywhere honest, and the honest hubs keep serving and syncing.
+        std::thread::sleep(Duration::from_secs(1));
+        for (hub, (digest, count, changes)) in honest.iter().zip(&before) {
+            let (status, s) = hub.status();
+            assert_eq!(status, 200);
+            assert_eq!(&hub.digest(), digest);
+            assert_eq!(hub.count(), *count);
+            assert_eq!(s["changes"].as_u64(), Some(*changes));
+            let (_, listed) = hub.list(&format!("publisher={}", x.id().to_did()));
+            assert_eq!(listed["count"], 0);
+        }
+        let (status, _) = a.request(reqwest::Method::GET, "/healthz", None, None);
+        assert_eq!(status, 200);
+        let after = a.publish_ok(&service("after-attack", "Still publishing"));
+        assert!(wait_until(CONVERGE, || b
+            .get(after["id"].as_str().expect("id"))
+            .0
+            == 200));
+    }
+}

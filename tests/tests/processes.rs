@@ -7,8 +7,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use hubcat_tests::{
-    cli_count, hubcat_command, init_hub, path_str, run_hubcat, sample, wait_with_timeout,
-    write_file, NodeProcess, WAIT,
+    cli_count, hubcat_command, init_hub, init_hub_with, path_str, run_hubcat, sample, wait_until,
+    wait_with_timeout, write_file, NodeProcess, WAIT,
 };
 use serde_json::Value;
 
@@ -269,4 +269,102 @@ fn init_twice_refuses_and_keeps_the_key() {
     let (code, out, _) = run_hubcat(&["key", "show", "--data-dir", path_str(&dir)]);
     assert_eq!(code, 0);
     assert!(out.contains(&did), "the hub is still {did}: {out}");
+}
+
+fn cli_json(args: &[&str]) -> Value {
+    let (code, out, err) = run_hubcat(args);
+    assert_eq!(code, 0, "hubcat {args:?} failed: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("hubcat {args:?} printed {out}: {e}"))
+}
+
+#[test]
+fn three_run_processes_configured_by_files_and_bootstrap_addresses_converge() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dirs: Vec<_> = ["hds", "gal", "thess"]
+        .iter()
+        .map(|n| tmp.path().join(n))
+        .collect();
+    // A line: gal bootstraps from hds, thess from gal. Each address goes into the config file
+    // by `init --bootstrap`; nothing else configures the nodes.
+    let mut nodes = Vec::new();
+    let mut previous: Option<String> = None;
+    for (dir, (name, country)) in dirs
+        .iter()
+        .zip([("HDS", "SE"), ("GAL", "ES"), ("THESS", "GR")])
+    {
+        let bootstrap: Vec<String> = previous.iter().cloned().collect();
+        init_hub_with(dir, name, country, &bootstrap);
+        let config = std::fs::read_to_string(dir.join("hubcat.toml")).expect("config file");
+        for b in &bootstrap {
+            assert!(config.contains(b.as_str()), "{config}");
+        }
+        nodes.push(NodeProcess::start(dir).expect("hubcat run"));
+        let status = cli_json(&["status", "--json", "--data-dir", path_str(dir)]);
+        let listen = status["listen"][0]
+            .as_str()
+            .expect("a listen address")
+            .to_owned();
+        assert!(listen.contains("/p2p/12D3KooW"), "{listen}");
+        previous = Some(listen);
+    }
+    let files = [
+        write_file(tmp.path(), "a.json", &sample("hds-testbed").to_string()),
+        write_file(tmp.path(), "b.json", &sample("galicia-pilots").to_string()),
+        write_file(
+            tmp.path(),
+            "c.json",
+            &sample("okthess-investor").to_string(),
+        ),
+    ];
+    let ids: Vec<String> = dirs
+        .iter()
+        .zip(&files)
+        .map(|(dir, file)| publish_ok(dir, file))
+        .collect();
+    let converged = wait_until(Duration::from_secs(60), || {
+        let digests: Vec<Value> = dirs
+            .iter()
+            .map(|d| cli_json(&["status", "--json", "--data-dir", path_str(d)])["digest"].clone())
+            .collect();
+        dirs.iter().all(|d| cli_count(d).ok() == Some(3))
+            && digests.windows(2).all(|w| w[0] == w[1])
+    });
+    assert!(converged, "the three processes did not converge");
+    // Every record can be shown on every node, with its publisher's signature.
+    for dir in &dirs {
+        for id in &ids {
+            let v = cli_json(&["show", "--json", "--data-dir", path_str(dir), id]);
+            assert_eq!(v["id"], id.as_str());
+            assert!(v["provenance"]["signature"]
+                .as_str()
+                .is_some_and(|s| s.len() == 128));
+        }
+    }
+    // The middle hub sees both neighbours, by did and name.
+    let status = cli_json(&["status", "--json", "--data-dir", path_str(&dirs[1])]);
+    assert!(status["peers"].as_u64().expect("peers") >= 2, "{status}");
+    assert!(status["records"]["service"].as_u64().is_some());
+    let peers = cli_json(&["peers", "--json", "--data-dir", path_str(&dirs[1])]);
+    let names: Vec<&str> = peers
+        .as_array()
+        .expect("peers")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let peers = cli_json(&["peers", "--json", "--data-dir", path_str(&dirs[1])]);
+            let names: Vec<String> = peers
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p["name"].as_str().map(String::from))
+                .collect();
+            names.contains(&"HDS".to_string()) && names.contains(&"THESS".to_string())
+        }),
+        "peer names seen by GAL: {names:?}"
+    );
+    for mut node in nodes {
+        assert_eq!(node.terminate().expect("terminate"), 0);
+    }
 }

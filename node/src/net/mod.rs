@@ -501,15 +501,15 @@ fn score_params(topic: &str) -> (gossipsub::PeerScoreParams, gossipsub::PeerScor
     (params, gossipsub::PeerScoreThresholds::default())
 }
 
+/// Where the response to one of our sync requests goes.
+type ReplyTo = oneshot::Sender<anyhow::Result<Vec<u8>>>;
+
 struct NetTask {
     swarm: Swarm<Behaviour>,
     handle: NetHandle,
     topic: gossipsub::IdentTopic,
     peers: HashMap<PeerId, PeerState>,
-    pending: HashMap<
-        request_response::OutboundRequestId,
-        (PeerId, oneshot::Sender<anyhow::Result<Vec<u8>>>),
-    >,
+    pending: HashMap<request_response::OutboundRequestId, (PeerId, ReplyTo)>,
     sessions: usize,
     local: tokio::sync::broadcast::Receiver<hubcat_protocol::SignedChange>,
     listen: Vec<Multiaddr>,
