@@ -392,14 +392,20 @@ impl TestHub {
 
     /// The address other hubs bootstrap from: `/ip4/127.0.0.1/tcp/<port>/p2p/<peer-id>`.
     pub fn p2p_addr(&self) -> String {
-        let addrs = self
-            .runtime
+        self.p2p_addrs()
+            .into_iter()
+            .find(|a| a.contains("/tcp/"))
+            .expect("the hub listens on TCP")
+    }
+
+    /// Every address the hub listens on, each ending in `/p2p/<peer-id>`.
+    pub fn p2p_addrs(&self) -> Vec<String> {
+        self.runtime
             .block_on(self.net().listen_addrs())
-            .expect("listen addresses");
-        addrs
-            .first()
+            .expect("listen addresses")
+            .iter()
             .map(|a| a.to_string())
-            .expect("the hub listens on an address")
+            .collect()
     }
 
     /// Run a future on this hub's runtime.

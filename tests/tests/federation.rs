@@ -36,9 +36,36 @@ fn service(slug: &str, title: &str) -> Value {
 
 #[test]
 fn a_record_published_on_one_hub_is_found_on_the_others_with_updates_and_withdrawals() {
-    let a = TestHub::start("HDS", "SE").expect("hub A");
+    // A listens on TCP and QUIC; B joins over TCP, C over QUIC.
+    let a = TestHub::start_configured(
+        "HDS",
+        "SE",
+        &[],
+        &[(
+            "p2p.listen",
+            toml::Value::Array(vec![
+                "/ip4/127.0.0.1/tcp/0".into(),
+                "/ip4/127.0.0.1/udp/0/quic-v1".into(),
+            ]),
+        )],
+    )
+    .expect("hub A");
+    let quic = a
+        .p2p_addrs()
+        .into_iter()
+        .find(|x| x.contains("/quic-v1/"))
+        .expect("A listens on QUIC");
     let b = TestHub::start_with("GAL", "ES", &[a.p2p_addr()]).expect("hub B");
-    let c = TestHub::start_with("THESS", "GR", &[a.p2p_addr()]).expect("hub C");
+    let c = TestHub::start_configured(
+        "THESS",
+        "GR",
+        &[quic],
+        &[(
+            "p2p.listen",
+            toml::Value::Array(vec!["/ip4/127.0.0.1/udp/0/quic-v1".into()]),
+        )],
+    )
+    .expect("hub C");
 
     let published = a.publish_ok(&sample("hds-testbed"));
     let id = published["id"].as_str().expect("id").to_owned();
