@@ -404,6 +404,12 @@ fn build_swarm(
     let federation = config.federation.clone();
     let timeout = config.timeout;
     let mdns_on = config.mdns;
+    // Serve the DHT only when peers can reach us.
+    let kad_mode = if config.listen.is_empty() {
+        kad::Mode::Client
+    } else {
+        kad::Mode::Server
+    };
     let max_peers = config.max_peers;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
@@ -440,7 +446,7 @@ fn build_swarm(
             kad_config.set_query_timeout(Duration::from_secs(30));
             let mut kad =
                 kad::Behaviour::with_config(peer, kad::store::MemoryStore::new(peer), kad_config);
-            kad.set_mode(Some(kad::Mode::Server));
+            kad.set_mode(Some(kad_mode));
             let mdns = if mdns_on {
                 Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer)?)
             } else {
