@@ -14,12 +14,16 @@
 //!    validates;
 //! 6. the signature verifies (strictly, or in an ed25519 batch for keys known not to be weak).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use automerge::{Change, ChangeHash};
 use ed25519_dalek::Signature;
 use serde::{Deserialize, Serialize};
 
-use crate::identity::{HubId, HubKey};
+use crate::identity::{HubDid, HubId, HubKey};
 use crate::layout::{self, LayoutError, Slot};
+use crate::record::Record;
 
 /// Domain separation for change signatures, so they can never be replayed as anything else.
 const SIGNING_DOMAIN: &[u8] = b"hubcat/change/v1\0";
@@ -27,6 +31,11 @@ const SIGNING_DOMAIN: &[u8] = b"hubcat/change/v1\0";
 pub const MAX_CHANGE_BYTES: usize = 512 * 1024;
 /// How far in the future a change's timestamp may lie (clock skew), in milliseconds.
 pub const MAX_FUTURE_MS: i64 = 10 * 60 * 1000;
+/// Signatures per ed25519 batch: the batch rate has levelled off by here, and one bad
+/// signature makes only its own batch fall back to one-by-one verification.
+pub const ED25519_BATCH: usize = 512;
+/// Author keys an [`AuthorCache`] keeps (a federation has hundreds of hubs).
+const AUTHOR_CACHE_MAX: usize = 4096;
 
 /// Which Automerge document a change belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -93,6 +102,35 @@ pub struct SignedChange {
     pub change: Vec<u8>,
 }
 
+/// A [`SignedChange`] borrowed, with the document's name already written out: it serialises
+/// to exactly the bytes of the `SignedChange` (`DocId` serialises as its name, and slices as
+/// the vectors they borrow from).
+#[derive(Serialize)]
+struct SignedChangeRef<'a> {
+    doc: &'a str,
+    author: &'a [u8; 32],
+    signature: &'a [u8],
+    change: &'a [u8],
+}
+
+/// Encode envelopes with the versioned codec, byte for byte as [`crate::codec::encode`] does
+/// each, but writing each document's name (a base58 encoding) once rather than per change.
+pub fn encode_all<'a>(changes: impl IntoIterator<Item = &'a SignedChange>) -> Vec<Vec<u8>> {
+    let mut names: HashMap<&DocId, String> = HashMap::new();
+    changes
+        .into_iter()
+        .map(|c| {
+            let name = names.entry(&c.doc).or_insert_with(|| c.doc.to_string());
+            crate::codec::encode(&SignedChangeRef {
+                doc: name,
+                author: &c.author,
+                signature: &c.signature,
+                change: &c.change,
+            })
+        })
+        .collect()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChangeError {
     #[error("change is {0} bytes, larger than the {MAX_CHANGE_BYTES}-byte limit")]
@@ -143,6 +181,9 @@ pub struct VerifiedChange {
     pub change: Change,
     /// The document slots (records) this change writes or deletes.
     pub slots: Vec<Slot>,
+    /// Per operation, in operation order: the slot and the validated record put there, or
+    /// `None` for a delete (see [`layout::CheckedChange`]), so the record is parsed only once.
+    pub writes: Vec<(Slot, Option<Record>)>,
 }
 
 impl VerifiedChange {
@@ -152,13 +193,53 @@ impl VerifiedChange {
 }
 
 fn signing_message(doc: &DocId, hash: &ChangeHash) -> Vec<u8> {
-    let doc = doc.to_string();
+    signing_message_for(&doc.to_string(), hash)
+}
+
+fn signing_message_for(doc: &str, hash: &ChangeHash) -> Vec<u8> {
     let mut msg = Vec::with_capacity(SIGNING_DOMAIN.len() + doc.len() + 1 + 32);
     msg.extend_from_slice(SIGNING_DOMAIN);
     msg.extend_from_slice(doc.as_bytes());
     msg.push(0);
     msg.extend_from_slice(&hash.0);
     msg
+}
+
+/// Author keys already decoded and checked: decoding a key is a curve point decompression,
+/// and a federation's changes come from a few hundred keys. Bounded (it starts over when
+/// full); only keys that passed are kept. Safe to share between threads.
+#[derive(Debug, Default)]
+pub struct AuthorCache {
+    known: Mutex<HashMap<[u8; 32], Arc<HubDid>>>,
+}
+
+impl AuthorCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The author key decoded and checked (valid point, not of small order), with its did.
+    pub fn author(&self, key: &[u8; 32]) -> Result<Arc<HubDid>, ChangeError> {
+        if let Some(hit) = self.lock().get(key) {
+            return Ok(hit.clone());
+        }
+        let author = HubId::from_bytes(key).map_err(|_| ChangeError::BadAuthorKey)?;
+        if author.verifying_key().is_weak() {
+            return Err(ChangeError::WeakAuthorKey);
+        }
+        let author = Arc::new(HubDid::new(author));
+        let mut known = self.lock();
+        if known.len() >= AUTHOR_CACHE_MAX {
+            known.clear();
+        }
+        known.insert(*key, author.clone());
+        Ok(author)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Arc<HubDid>>> {
+        // The map holds only checked keys; a panic elsewhere cannot leave it inconsistent.
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// Sign an Automerge change made by `key` in `doc`.
@@ -175,33 +256,45 @@ pub fn sign(key: &HubKey, doc: &DocId, change: &Change) -> SignedChange {
 /// The checks that need no signature: size, decoding, actor, write rule, time, layout.
 pub struct Prechecked {
     envelope: SignedChange,
-    author: HubId,
+    author: Arc<HubDid>,
     change: Change,
     signature: Signature,
-    slots: Vec<Slot>,
+    checked: layout::CheckedChange,
+    /// What the author signed: `SIGNING_DOMAIN || doc || 0 || change hash`.
+    message: Vec<u8>,
 }
 
 /// Run every check but the signature.
 pub fn precheck(envelope: SignedChange, now_ms: i64) -> Result<Prechecked, ChangeError> {
+    precheck_with(envelope, now_ms, &AuthorCache::new())
+}
+
+/// [`precheck`] with author keys decoded once per `authors` cache.
+pub fn precheck_with(
+    envelope: SignedChange,
+    now_ms: i64,
+    authors: &AuthorCache,
+) -> Result<Prechecked, ChangeError> {
     if envelope.change.len() > MAX_CHANGE_BYTES {
         return Err(ChangeError::TooLarge(envelope.change.len()));
     }
-    let author = HubId::from_bytes(&envelope.author).map_err(|_| ChangeError::BadAuthorKey)?;
-    if author.verifying_key().is_weak() {
-        return Err(ChangeError::WeakAuthorKey);
-    }
+    let author = authors.author(&envelope.author)?;
     let signature = Signature::from_slice(&envelope.signature)
         .map_err(|_| ChangeError::BadSignature("(malformed signature)".into()))?;
-    if !may_write(&envelope.doc, &author) {
+    if !may_write(&envelope.doc, author.id()) {
         return Err(ChangeError::NotAuthorised {
             doc: envelope.doc.to_string(),
-            author: author.to_did(),
+            author: author.did().to_owned(),
         });
     }
-    let change = Change::from_bytes(envelope.change.clone())
+    let change = Change::try_from(envelope.change.as_slice())
         .map_err(|e| ChangeError::Decode(e.to_string()))?;
-    if !change.actor_id().to_bytes().starts_with(author.as_bytes()) {
-        return Err(ChangeError::ActorNotAuthor(author.short()));
+    if !change
+        .actor_id()
+        .to_bytes()
+        .starts_with(author.id().as_bytes())
+    {
+        return Err(ChangeError::ActorNotAuthor(author.id().short()));
     }
     if change.author().is_some() {
         // Automerge's author field is not part of the layout (and one actor with two authors
@@ -213,33 +306,41 @@ pub fn precheck(envelope: SignedChange, now_ms: i64) -> Result<Prechecked, Chang
     if change.timestamp() > now_ms.saturating_add(MAX_FUTURE_MS) {
         return Err(ChangeError::FromTheFuture(change.timestamp()));
     }
-    let slots = layout::check_change(&envelope.doc, &change)?;
+    let checked = layout::check_change_with(&envelope.doc, &author, &change)?;
+    // The write rule makes the author the document's owner, whose did is at hand.
+    let message = match &envelope.doc {
+        DocId::Hub(owner) if owner == author.id() => {
+            let mut doc = String::with_capacity(4 + author.did().len());
+            doc.push_str("hub/");
+            doc.push_str(author.did());
+            signing_message_for(&doc, &change.hash())
+        }
+        other => signing_message(other, &change.hash()),
+    };
     Ok(Prechecked {
         envelope,
         author,
         change,
         signature,
-        slots,
+        checked,
+        message,
     })
 }
 
 impl Prechecked {
-    fn message(&self) -> Vec<u8> {
-        signing_message(&self.envelope.doc, &self.change.hash())
-    }
-
     fn finish(self) -> VerifiedChange {
         VerifiedChange {
             hash: self.change.hash(),
             envelope: self.envelope,
-            author: self.author,
+            author: *self.author.id(),
             change: self.change,
-            slots: self.slots,
+            slots: self.checked.slots,
+            writes: self.checked.writes,
         }
     }
 
     fn verify_strict(self) -> Result<VerifiedChange, ChangeError> {
-        if self.author.verify(&self.message(), &self.signature) {
+        if self.author.id().verify(&self.message, &self.signature) {
             Ok(self.finish())
         } else {
             Err(ChangeError::BadSignature(self.change.hash().to_string()))
@@ -258,22 +359,47 @@ pub fn verify_batch(
     envelopes: Vec<SignedChange>,
     now_ms: i64,
 ) -> Vec<Result<VerifiedChange, ChangeError>> {
-    let prechecked: Vec<Result<Prechecked, ChangeError>> =
-        envelopes.into_iter().map(|e| precheck(e, now_ms)).collect();
-    let ok: Vec<&Prechecked> = prechecked.iter().filter_map(|p| p.as_ref().ok()).collect();
-    let batch_ok = if ok.is_empty() {
-        true
-    } else {
-        let messages: Vec<Vec<u8>> = ok.iter().map(|p| p.message()).collect();
-        let message_refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-        let signatures: Vec<Signature> = ok.iter().map(|p| p.signature).collect();
-        let keys: Vec<ed25519_dalek::VerifyingKey> =
-            ok.iter().map(|p| *p.author.verifying_key()).collect();
-        ed25519_dalek::verify_batch(&message_refs, &signatures, &keys).is_ok()
-    };
+    verify_batch_with(envelopes, now_ms, &AuthorCache::new())
+}
+
+/// [`verify_batch`] with author keys decoded once per `authors` cache (a node keeps one).
+pub fn verify_batch_with(
+    envelopes: Vec<SignedChange>,
+    now_ms: i64,
+    authors: &AuthorCache,
+) -> Vec<Result<VerifiedChange, ChangeError>> {
+    let prechecked: Vec<Result<Prechecked, ChangeError>> = envelopes
+        .into_iter()
+        .map(|e| precheck_with(e, now_ms, authors))
+        .collect();
+    // Which changes passed the precheck, in ed25519 batches of at most ED25519_BATCH.
+    let ok: Vec<usize> = prechecked
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| p.as_ref().ok().map(|_| i))
+        .collect();
+    let mut batch_ok = vec![true; prechecked.len()];
+    for chunk in ok.chunks(ED25519_BATCH) {
+        let members: Vec<&Prechecked> = chunk
+            .iter()
+            .filter_map(|&i| prechecked[i].as_ref().ok())
+            .collect();
+        let messages: Vec<&[u8]> = members.iter().map(|p| p.message.as_slice()).collect();
+        let signatures: Vec<Signature> = members.iter().map(|p| p.signature).collect();
+        let keys: Vec<ed25519_dalek::VerifyingKey> = members
+            .iter()
+            .map(|p| *p.author.id().verifying_key())
+            .collect();
+        if ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_err() {
+            for &i in chunk {
+                batch_ok[i] = false;
+            }
+        }
+    }
     prechecked
         .into_iter()
-        .map(|p| {
+        .zip(batch_ok)
+        .map(|(p, batch_ok)| {
             let p = p?;
             if batch_ok {
                 Ok(p.finish())
@@ -365,6 +491,69 @@ mod tests {
             verify(env, NOW - MAX_FUTURE_MS - 1),
             Err(ChangeError::FromTheFuture(_))
         ));
+    }
+
+    #[test]
+    fn a_borrowed_envelope_encodes_like_the_envelope() {
+        let key = HubKey::from_secret_bytes(&[1; 32]).expect("key");
+        let env = signed(&key, "a");
+        let other = signed(&HubKey::from_secret_bytes(&[2; 32]).expect("key"), "b");
+        let each: Vec<Vec<u8>> = [&env, &other, &env]
+            .iter()
+            .map(|e| crate::codec::encode(*e))
+            .collect();
+        assert_eq!(encode_all([&env, &other, &env]), each);
+    }
+
+    #[test]
+    fn weak_and_invalid_author_keys_are_refused_every_time() {
+        let key = HubKey::from_secret_bytes(&[1; 32]).expect("key");
+        let authors = AuthorCache::new();
+        // The identity point: a valid encoding of a small-order point.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        for _ in 0..2 {
+            let mut env = signed(&key, "a");
+            env.author = identity;
+            assert_eq!(
+                precheck_with(env, NOW, &authors).err(),
+                Some(ChangeError::WeakAuthorKey)
+            );
+        }
+        // The same change verifies with the cache, and again from the cache.
+        for _ in 0..2 {
+            let v = verify_batch_with(vec![signed(&key, "a")], NOW, &authors);
+            assert!(v[0].is_ok());
+        }
+    }
+
+    #[test]
+    fn a_bad_signature_beyond_the_first_ed25519_batch_is_named() {
+        let key = HubKey::from_secret_bytes(&[1; 32]).expect("key");
+        let other = HubKey::from_secret_bytes(&[2; 32]).expect("key");
+        let mut batch: Vec<SignedChange> = (0..ED25519_BATCH + 3)
+            .map(|i| signed(&key, &format!("s{i}")))
+            .collect();
+        let bad = ED25519_BATCH + 1;
+        batch[bad].signature = signed(&other, "x").signature;
+        let results = verify_batch_with(batch, NOW, &AuthorCache::new());
+        for (i, r) in results.iter().enumerate() {
+            assert_eq!(r.is_ok(), i != bad, "change {i}");
+        }
+    }
+
+    #[test]
+    fn verified_changes_carry_their_parsed_records() {
+        let key = HubKey::from_secret_bytes(&[1; 32]).expect("key");
+        let v = verify(signed(&key, "a"), NOW).expect("verifies");
+        assert_eq!(v.writes.len(), 1);
+        let (slot, record) = &v.writes[0];
+        assert_eq!(slot.as_str(), "a");
+        let record = record.as_ref().expect("a put");
+        assert_eq!(
+            record.meta().publisher.as_deref(),
+            Some(key.id().to_did().as_str())
+        );
     }
 
     #[test]

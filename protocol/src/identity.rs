@@ -157,6 +157,37 @@ impl HubId {
     }
 }
 
+/// A hub id together with its `did:key` string, encoded once: base58 costs about a
+/// microsecond, and the receive path needs the did for every change it checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubDid {
+    id: HubId,
+    did: String,
+}
+
+impl HubDid {
+    pub fn new(id: HubId) -> Self {
+        HubDid {
+            did: id.to_did(),
+            id,
+        }
+    }
+
+    pub fn id(&self) -> &HubId {
+        &self.id
+    }
+
+    /// `did:key:z6Mk…`, as [`HubId::to_did`].
+    pub fn did(&self) -> &str {
+        &self.did
+    }
+
+    /// `z6Mk…`, as [`HubId::to_multibase`].
+    pub fn multibase(&self) -> &str {
+        &self.did[DID_KEY_PREFIX.len() - 1..]
+    }
+}
+
 impl std::fmt::Display for HubId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.to_did())
@@ -201,6 +232,15 @@ mod tests {
         assert_eq!(id.to_did(), did);
         assert_eq!(id.to_multibase(), &did[8..]);
         assert_eq!(HubId::from_multibase(&id.to_multibase()).expect("mb"), id);
+    }
+
+    #[test]
+    fn hub_did_strings_match_the_id() {
+        let id = HubKey::from_secret_bytes(&[5u8; 32]).expect("key").id();
+        let named = HubDid::new(id);
+        assert_eq!(named.did(), id.to_did());
+        assert_eq!(named.multibase(), id.to_multibase());
+        assert_eq!(named.id(), &id);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use automerge::{
 };
 
 use crate::change::DocId;
-use crate::identity::HubId;
+use crate::identity::{HubDid, HubId};
 use crate::record::{format_timestamp, Record, RecordKind, PROFILE_SLUG, SCHEMA_VERSION};
 
 /// Most operations one change may carry.
@@ -75,13 +75,41 @@ pub enum LayoutError {
 
 /// Check every operation of `change` against the layout of `doc`; return the slots it touches.
 pub fn check_change(doc: &DocId, change: &Change) -> Result<Vec<Slot>, LayoutError> {
+    check_change_with(doc, &HubDid::new(*doc.owner()), change).map(|c| c.slots)
+}
+
+/// What [`check_change_with`] found in a change that passed: the records it writes, already
+/// parsed and validated, so nobody parses them again.
+#[derive(Debug, Clone)]
+pub struct CheckedChange {
+    /// Every slot the change writes or deletes, sorted, without repeats.
+    pub slots: Vec<Slot>,
+    /// Per operation, in operation order (lowest op counter first): the slot and the record put
+    /// there, or `None` for a delete.
+    pub writes: Vec<(Slot, Option<Record>)>,
+}
+
+/// [`check_change`] with the owner's did already encoded, returning the validated records as
+/// well as the slots. `owner` should name `doc`'s owner; if it does not, the did is encoded
+/// again here, so a wrong argument costs time, never a wrong check.
+pub fn check_change_with(
+    doc: &DocId,
+    owner: &HubDid,
+    change: &Change,
+) -> Result<CheckedChange, LayoutError> {
+    let encoded;
+    let owner_did = if owner.id() == doc.owner() {
+        owner.did()
+    } else {
+        encoded = doc.owner().to_did();
+        encoded.as_str()
+    };
     let expanded = change.decode();
-    let ops = &expanded.operations;
+    let ops = expanded.operations;
     if ops.is_empty() || ops.len() > MAX_OPS_PER_CHANGE {
         return Err(LayoutError::OpCount(ops.len()));
     }
-    let owner_did = doc.owner().to_did();
-    let mut slots = Vec::with_capacity(ops.len());
+    let mut writes = Vec::with_capacity(ops.len());
     for op in ops {
         if op.obj != automerge::legacy::ObjectId::Root || op.insert {
             return Err(LayoutError::NotAtRoot);
@@ -90,28 +118,31 @@ pub fn check_change(doc: &DocId, change: &Change) -> Result<Vec<Slot>, LayoutErr
             return Err(LayoutError::NotAtRoot);
         };
         let slot = Slot::parse(key)?;
-        match &op.action {
-            automerge::legacy::OpType::Delete => {}
+        let record = match &op.action {
+            automerge::legacy::OpType::Delete => None,
             automerge::legacy::OpType::Put(ScalarValue::Str(json)) => {
-                check_record_in_slot(&slot, json, &owner_did)?;
+                Some(check_record_in_slot(&slot, json, owner_did)?)
             }
             _ => {
                 return Err(LayoutError::BadOperation {
                     slot: slot.0.clone(),
                 })
             }
-        }
-        slots.push(slot);
+        };
+        writes.push((slot, record));
     }
+    let mut slots: Vec<Slot> = writes.iter().map(|(s, _)| s.clone()).collect();
     slots.sort();
     slots.dedup();
-    Ok(slots)
+    Ok(CheckedChange { slots, writes })
 }
 
-fn check_record_in_slot(slot: &Slot, json: &str, owner_did: &str) -> Result<(), LayoutError> {
-    let record = Record::from_json(json.as_bytes()).map_err(|e| LayoutError::BadRecord {
-        slot: slot.0.clone(),
-        detail: e.to_string(),
+fn check_record_in_slot(slot: &Slot, json: &str, owner_did: &str) -> Result<Record, LayoutError> {
+    let record = Record::from_json_published_by(json.as_bytes(), owner_did).map_err(|e| {
+        LayoutError::BadRecord {
+            slot: slot.0.clone(),
+            detail: e.to_string(),
+        }
     })?;
     let mismatch = |detail: String| LayoutError::Mismatch {
         slot: slot.0.clone(),
@@ -137,7 +168,7 @@ fn check_record_in_slot(slot: &Slot, json: &str, owner_did: &str) -> Result<(), 
             meta.publisher
         )));
     }
-    Ok(())
+    Ok(record)
 }
 
 /// A hub's catalogue document with the operations the layout allows.

@@ -23,7 +23,7 @@ pub mod tables;
 pub mod vocab;
 
 pub use change::{DocId, SignedChange, VerifiedChange};
-pub use identity::{HubId, HubKey};
+pub use identity::{HubDid, HubId, HubKey};
 pub use layout::{CatalogueDoc, RecordId, Slot};
 pub use record::{Record, RecordError, RecordKind};
 

@@ -405,9 +405,45 @@ impl Record {
 
     /// Parse a record from JSON bytes, refusing anything invalid.
     pub fn from_json(bytes: &[u8]) -> Result<Record, RecordError> {
+        Record::from_json_with(
+            bytes,
+            Known {
+                publisher: None,
+                input_len: Some(bytes.len()),
+            },
+        )
+    }
+
+    fn from_json_with(bytes: &[u8], known: Known<'_>) -> Result<Record, RecordError> {
+        // Most input is valid: parse it straight into the typed record. Anything that path
+        // does not take (including every invalid input) goes the `Value` way, which names
+        // the offending field; both accept exactly the same records (see `AnyRecord`).
+        let starts_as_object = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        if starts_as_object {
+            if let Some(record) = serde_json::from_slice::<AnyRecord>(bytes)
+                .ok()
+                .and_then(AnyRecord::into_record)
+            {
+                record.validate_with(known)?;
+                return Ok(record);
+            }
+        }
         let value: Value = serde_json::from_slice(bytes)
             .map_err(|e| RecordError::syntax(format!("not valid JSON: {e}")))?;
-        Record::from_value(value)
+        Record::from_value_with(value, known)
+    }
+
+    /// [`Record::from_json`] for a record found in `owner_did`'s document: exactly the same
+    /// checks and refusals, but a `publisher` equal to `owner_did` (a did the caller built from
+    /// a valid key) is not decoded again. This is the receive path of every signed change.
+    pub fn from_json_published_by(bytes: &[u8], owner_did: &str) -> Result<Record, RecordError> {
+        Record::from_json_with(
+            bytes,
+            Known {
+                publisher: Some(owner_did),
+                input_len: Some(bytes.len()),
+            },
+        )
     }
 
     /// Parse a record from TOML text with the same keys as the JSON layout.
@@ -419,6 +455,10 @@ impl Record {
 
     /// Parse and validate a record from a JSON value.
     pub fn from_value(value: Value) -> Result<Record, RecordError> {
+        Record::from_value_with(value, Known::default())
+    }
+
+    fn from_value_with(value: Value, known: Known<'_>) -> Result<Record, RecordError> {
         let Value::Object(map) = &value else {
             return Err(RecordError::syntax("a record must be a JSON object"));
         };
@@ -462,12 +502,16 @@ impl Record {
             RecordKind::Service => Record::Service(typed(value)?),
             RecordKind::Practice => Record::Practice(typed(value)?),
         };
-        record.validate()?;
+        record.validate_with(known)?;
         Ok(record)
     }
 
     /// Check every field against the layout's rules. Runs before signing and on receipt.
     pub fn validate(&self) -> Result<(), RecordError> {
+        self.validate_with(Known::default())
+    }
+
+    fn validate_with(&self, known: Known<'_>) -> Result<(), RecordError> {
         let meta = self.meta();
         if let Some(schema) = meta.schema {
             if schema != SCHEMA_VERSION {
@@ -502,7 +546,9 @@ impl Record {
             }
         }
         if let Some(p) = &meta.publisher {
-            HubId::from_did(p).map_err(|e| RecordError::field("publisher", e.to_string()))?;
+            if known.publisher != Some(p.as_str()) {
+                HubId::from_did(p).map_err(|e| RecordError::field("publisher", e.to_string()))?;
+            }
         }
         for (field, v) in [
             ("issued", &meta.issued),
@@ -518,6 +564,12 @@ impl Record {
             Record::Service(s) => s.validate(),
             Record::Practice(p) => p.validate(),
         }?;
+        // Canonical JSON is never longer than JSON that parses to the same record (it drops
+        // whitespace, nulls, unknown nested keys and duplicates, and escapes only what JSON
+        // input must escape too), so input within the limit needs no re-serialisation.
+        if known.input_len.is_some_and(|n| n <= MAX_RECORD_BYTES) {
+            return Ok(());
+        }
         let size = self.to_canonical_json().len();
         if size > MAX_RECORD_BYTES {
             return Err(RecordError::syntax(format!(
@@ -526,6 +578,231 @@ impl Record {
         }
         Ok(())
     }
+}
+
+/// Every key a record of any kind may have, each remembering whether it was present (a key
+/// with a `null` value counts as present: `Some(None)`), to parse JSON straight into a typed
+/// record. [`AnyRecord::into_record`] gives up (and the caller takes the `Value` path) on
+/// anything the `Value` path would refuse before validation or read differently: a key outside
+/// the kind's fields (unknown keys and duplicates already fail to parse here), a missing
+/// required field, a value of the wrong type. Each field has the type of the typed record's
+/// field, so both paths read the same values; `trl`, typed differently per kind, goes through a
+/// `Value` exactly as on the `Value` path. The input must be a JSON object (checked by the
+/// caller: serde would also read a struct from an array).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnyRecord {
+    kind: String,
+    #[serde(default, deserialize_with = "present")]
+    schema: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "present")]
+    id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    publisher: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    issued: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    modified: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    last_confirmed: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    title: Option<LangMap>,
+    #[serde(default, deserialize_with = "present")]
+    hub_type: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    country: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    regions: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
+    website: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    description: Option<LangMap>,
+    #[serde(default, deserialize_with = "present")]
+    languages: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
+    technologies: Option<Vec<TermRef>>,
+    #[serde(default, deserialize_with = "present")]
+    sectors: Option<Vec<TermRef>>,
+    #[serde(default, deserialize_with = "present")]
+    front_desk: Option<Option<FrontDesk>>,
+    #[serde(default, deserialize_with = "present")]
+    partners: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
+    category: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    audience: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
+    trl: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    area_served: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
+    cross_border: Option<Option<bool>>,
+    #[serde(default, deserialize_with = "present")]
+    delivery: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    cost: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    contact: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    landing_page: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    valid_from: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    valid_until: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    practice_type: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    maturity: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    scale: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    owner: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    countries: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
+    evidence: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
+    open_to_twinning: Option<Option<bool>>,
+}
+
+/// A key that is there, whatever its value (`null` included).
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+impl AnyRecord {
+    /// The keys present besides `kind` and the envelope's.
+    fn field_keys(&self) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        let mut note = |present: bool, key: &'static str| {
+            if present {
+                keys.push(key);
+            }
+        };
+        note(self.name.is_some(), "name");
+        note(self.title.is_some(), "title");
+        note(self.hub_type.is_some(), "hub_type");
+        note(self.country.is_some(), "country");
+        note(self.regions.is_some(), "regions");
+        note(self.website.is_some(), "website");
+        note(self.description.is_some(), "description");
+        note(self.languages.is_some(), "languages");
+        note(self.technologies.is_some(), "technologies");
+        note(self.sectors.is_some(), "sectors");
+        note(self.front_desk.is_some(), "front_desk");
+        note(self.partners.is_some(), "partners");
+        note(self.category.is_some(), "category");
+        note(self.audience.is_some(), "audience");
+        note(self.trl.is_some(), "trl");
+        note(self.area_served.is_some(), "area_served");
+        note(self.cross_border.is_some(), "cross_border");
+        note(self.delivery.is_some(), "delivery");
+        note(self.cost.is_some(), "cost");
+        note(self.contact.is_some(), "contact");
+        note(self.landing_page.is_some(), "landing_page");
+        note(self.valid_from.is_some(), "valid_from");
+        note(self.valid_until.is_some(), "valid_until");
+        note(self.practice_type.is_some(), "practice_type");
+        note(self.maturity.is_some(), "maturity");
+        note(self.scale.is_some(), "scale");
+        note(self.owner.is_some(), "owner");
+        note(self.countries.is_some(), "countries");
+        note(self.evidence.is_some(), "evidence");
+        note(self.open_to_twinning.is_some(), "open_to_twinning");
+        keys
+    }
+
+    /// The typed record, or `None` where the `Value` path must decide (see the type's doc).
+    fn into_record(self) -> Option<Record> {
+        let kind = RecordKind::parse(&self.kind).ok()?;
+        let fields = match kind {
+            RecordKind::Profile => PROFILE_FIELDS,
+            RecordKind::Service => SERVICE_FIELDS,
+            RecordKind::Practice => PRACTICE_FIELDS,
+        };
+        if !self.field_keys().iter().all(|k| fields.contains(k)) {
+            return None;
+        }
+        let meta = RecordMeta {
+            schema: self.schema.flatten(),
+            id: self.id.flatten(),
+            publisher: self.publisher.flatten(),
+            issued: self.issued.flatten(),
+            modified: self.modified.flatten(),
+            last_confirmed: self.last_confirmed.flatten(),
+        };
+        Some(match kind {
+            RecordKind::Profile => Record::Profile(Profile {
+                meta,
+                name: self.name?,
+                title: self.title?,
+                hub_type: self.hub_type?,
+                country: self.country?,
+                regions: self.regions.unwrap_or_default(),
+                website: self.website.flatten(),
+                description: self.description.unwrap_or_default(),
+                languages: self.languages.unwrap_or_default(),
+                technologies: self.technologies.unwrap_or_default(),
+                sectors: self.sectors.unwrap_or_default(),
+                front_desk: self.front_desk.flatten(),
+                partners: self.partners.unwrap_or_default(),
+            }),
+            RecordKind::Service => Record::Service(Service {
+                meta,
+                title: self.title?,
+                description: self.description?,
+                category: self.category?,
+                technologies: self.technologies.unwrap_or_default(),
+                sectors: self.sectors.unwrap_or_default(),
+                audience: self.audience.unwrap_or_default(),
+                trl: match self.trl {
+                    Some(v) => Option::<TrlRange>::deserialize(v).ok()?,
+                    None => None,
+                },
+                area_served: self.area_served.unwrap_or_default(),
+                cross_border: self.cross_border.flatten(),
+                languages: self.languages.unwrap_or_default(),
+                delivery: self.delivery.flatten(),
+                cost: self.cost.flatten(),
+                contact: self.contact.flatten(),
+                landing_page: self.landing_page.flatten(),
+                valid_from: self.valid_from.flatten(),
+                valid_until: self.valid_until.flatten(),
+            }),
+            RecordKind::Practice => Record::Practice(Practice {
+                meta,
+                title: self.title?,
+                description: self.description?,
+                practice_type: self.practice_type?,
+                maturity: self.maturity?,
+                scale: self.scale.flatten(),
+                trl: match self.trl {
+                    Some(v) => Option::<u8>::deserialize(v).ok()?,
+                    None => None,
+                },
+                owner: self.owner.flatten(),
+                countries: self.countries.unwrap_or_default(),
+                languages: self.languages.unwrap_or_default(),
+                evidence: self.evidence.unwrap_or_default(),
+                open_to_twinning: self.open_to_twinning.flatten(),
+            }),
+        })
+    }
+}
+
+/// What the caller already knows about a record being validated, to skip repeated work.
+#[derive(Debug, Default, Clone, Copy)]
+struct Known<'a> {
+    /// A publisher did built from a valid key: an equal `publisher` field needs no decoding.
+    publisher: Option<&'a str>,
+    /// Length of the JSON text the record was parsed from.
+    input_len: Option<usize>,
 }
 
 /// The slug of a hub's one profile record.
@@ -741,8 +1018,11 @@ fn check_langmap(
         ));
     }
     for (lang, text) in map {
-        check_language(&format!("{field}.{lang}"), lang)?;
-        check_line(&format!("{field}.{lang}"), text, max)?;
+        // The checks are pure: run them again with the full field name only to report.
+        if check_language(field, lang).is_err() || check_line(field, text, max).is_err() {
+            check_language(&format!("{field}.{lang}"), lang)?;
+            check_line(&format!("{field}.{lang}"), text, max)?;
+        }
     }
     Ok(())
 }
@@ -758,7 +1038,10 @@ where
         ));
     }
     for (i, item) in items.iter().enumerate() {
-        check(&format!("{field}[{i}]"), item)?;
+        // `check` is pure: run it again with the full field name only to report.
+        if check(field, item).is_err() {
+            check(&format!("{field}[{i}]"), item)?;
+        }
     }
     Ok(())
 }
@@ -1073,6 +1356,116 @@ mod tests {
         let e = Record::from_value(profile).expect_err("refused");
         assert_eq!(e.field.as_deref(), Some("country"));
         assert!(e.detail.contains("GR"));
+    }
+
+    #[test]
+    fn canonical_json_is_never_longer_than_its_input() {
+        // The size check on the receive path relies on this (see `validate_with`).
+        let inputs = [
+            service().to_string(),
+            serde_json::to_string_pretty(&service()).expect("json"),
+            r#"{"kind":"service","id":"a","title":{"en":"\u00e9t\u00e9 \ud83d\ude00 \/ \b\f\n\r\t \u001f \" \\"},
+               "description":{"en":"x"},"category":"test-before-invest","trl":null,
+               "technologies":[{"term":"big-data","level":4,"extra":1}],"cost":null,
+               "title":{"en":"dup"}, "valid_from": "2025-01-01"}"#
+                .to_owned(),
+            r#"{"kind":"profile","name":"N","title":{"en":"T"},"hub_type":"edih","country":"SE",
+               "description":{},"front_desk":{"languages":[],"email":null}}"#
+                .to_owned(),
+        ];
+        for input in inputs {
+            let r = Record::from_json(input.as_bytes()).expect("valid");
+            assert!(r.to_canonical_json().len() <= input.len(), "{input}");
+            let known = "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp";
+            assert_eq!(
+                Record::from_json_published_by(input.as_bytes(), known).expect("valid"),
+                r
+            );
+        }
+    }
+
+    #[test]
+    fn a_record_over_the_size_limit_is_refused_on_receipt() {
+        let mut v = service();
+        v["description"]["en"] = "d".repeat(MAX_DESCRIPTION_CHARS).into();
+        for lang in [
+            "sv", "de", "fr", "es", "it", "nl", "pl", "fi", "da", "el", "pt", "cs", "hu",
+        ] {
+            v["description"][lang] = "d".repeat(MAX_DESCRIPTION_CHARS).into();
+        }
+        let json = v.to_string();
+        assert!(json.len() > MAX_RECORD_BYTES);
+        let e = Record::from_json(json.as_bytes()).expect_err("too large");
+        assert!(e.detail.contains("larger than"), "{e}");
+        // Padding alone does not make a small record too large.
+        let padded = format!("{}{}", service(), " ".repeat(MAX_RECORD_BYTES));
+        assert!(Record::from_json(padded.as_bytes()).is_ok());
+    }
+
+    /// The direct parse and the `Value` parse accept and refuse the same inputs, and read
+    /// them the same way.
+    #[test]
+    fn direct_and_value_parsing_agree() {
+        let practice = serde_json::json!({"kind":"practice","id":"tm","title":{"en":"T"},
+            "description":{"en":"D"},"practice_type":"complex-solution","maturity":"deployed",
+            "trl": 5, "countries": ["SE"], "open_to_twinning": true, "scale": null});
+        let profile = serde_json::json!({"kind": "profile", "name": "HDS",
+            "title": {"en": "Health Data Sweden"}, "hub_type": "edih", "country": "SE",
+            "front_desk": {"email": "info@hds.example.se", "languages": ["sv"]}});
+        let mut cases: Vec<String> = vec![
+            service().to_string(),
+            practice.to_string(),
+            profile.to_string(),
+            // kind-specific fields in the wrong kind, also as null
+            r#"{"kind":"service","title":{"en":"T"},"description":{"en":"D"},"category":"test-before-invest","maturity":null}"#.into(),
+            r#"{"kind":"practice","title":{"en":"T"},"description":{"en":"D"},"practice_type":"app","maturity":"pilot","trl":{"min":1,"max":2}}"#.into(),
+            r#"{"kind":"service","title":{"en":"T"},"description":{"en":"D"},"category":"test-before-invest","trl":4}"#.into(),
+            r#"{"kind":"service","title":{"en":"T"},"description":{"en":"D"},"category":"test-before-invest","trl":null,"cost":null}"#.into(),
+            // duplicates, unknown keys, missing fields, wrong types, not an object
+            r#"{"kind":"service","title":{"en":"T"},"title":{"en":"U"},"description":{"en":"D"},"category":"test-before-invest"}"#.into(),
+            r#"{"kind":"service","title":{"en":"T"},"description":{"en":"D"},"category":"test-before-invest","colour":1}"#.into(),
+            r#"{"kind":"service","title":{"en":"T"},"category":"test-before-invest"}"#.into(),
+            r#"{"kind":"service","title":{"en":"T"},"description":{"en":"D"},"category":"test-before-invest","schema":"1"}"#.into(),
+            r#"{"kind":"profile","name":null,"title":{"en":"T"},"hub_type":"edih","country":"SE"}"#.into(),
+            r#"{"kind":"profile","name":"N","title":{"en":"T"},"hub_type":"edih","country":"SE","regions":null}"#.into(),
+            r#"["service",null,null,null,null,null,null,null,{"en":"T"}]"#.into(),
+            r#"{"kind":7}"#.into(),
+            r#"{"kind":"service"} x"#.into(),
+        ];
+        cases.push(serde_json::to_string_pretty(&practice).expect("json"));
+        for case in &cases {
+            let direct = Record::from_json(case.as_bytes());
+            let via_value = serde_json::from_slice::<Value>(case.as_bytes())
+                .map_err(|e| RecordError::syntax(format!("not valid JSON: {e}")))
+                .and_then(|v| {
+                    Record::from_value_with(
+                        v,
+                        Known {
+                            publisher: None,
+                            input_len: Some(case.len()),
+                        },
+                    )
+                });
+            assert_eq!(direct, via_value, "{case}");
+            let fast = serde_json::from_slice::<AnyRecord>(case.as_bytes())
+                .ok()
+                .and_then(AnyRecord::into_record);
+            if let Some(fast) = fast {
+                if case.trim_start().starts_with('{') {
+                    assert_eq!(Ok(fast), via_value, "{case}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_foreign_publisher_is_still_decoded() {
+        let mut v = service();
+        v["publisher"] = "did:key:z6Mk-not-a-key".into();
+        let json = v.to_string();
+        let owner = "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp";
+        let e = Record::from_json_published_by(json.as_bytes(), owner).expect_err("refused");
+        assert_eq!(e.field.as_deref(), Some("publisher"));
     }
 
     #[test]
