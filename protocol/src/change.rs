@@ -109,8 +109,16 @@ pub struct SignedChange {
 struct SignedChangeRef<'a> {
     doc: &'a str,
     author: &'a [u8; 32],
+    /// As bytes: in postcard a byte string and a sequence of `u8` are the same bytes (length,
+    /// then the bytes), and bytes are copied at once rather than one `u8` at a time.
+    #[serde(serialize_with = "as_bytes")]
     signature: &'a [u8],
+    #[serde(serialize_with = "as_bytes")]
     change: &'a [u8],
+}
+
+fn as_bytes<S: serde::Serializer>(bytes: &&[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_bytes(bytes)
 }
 
 /// Document names already written out, for [`encode_group`] (a caller keeps one; bounded).
