@@ -158,13 +158,14 @@ struct DocState {
     doc: CatalogueDoc,
     /// The owner's did strings, encoded once for every view of this document.
     owner: HubDid,
-    /// (actor, start op) → (change hash, last op): finds the change that wrote a value.
-    ops: BTreeMap<(Vec<u8>, u64), (ChangeHash, u64)>,
+    /// (actor number in `actors`, start op) → (change hash, last op): finds the change that
+    /// wrote a value.
+    ops: BTreeMap<(u32, u64), (ChangeHash, u64)>,
     /// change hash → (signature, timestamp ms) of every change in the document.
     sigs: HashMap<ChangeHash, (Vec<u8>, i64)>,
-    /// (actor, sequence number) → change: an author signing two different changes with one
-    /// sequence number (equivocation) is refused before it can reach the document.
-    seqs: HashMap<(Vec<u8>, u64), ChangeHash>,
+    /// Per actor, its changes by sequence number: an author signing two different changes
+    /// with one sequence number (equivocation) is refused before it can reach the document.
+    actors: HashMap<Vec<u8>, ActorLog>,
     /// Slots touched by changes still waiting for missing dependencies.
     waiting: BTreeSet<Slot>,
     dirty: bool,
@@ -177,8 +178,6 @@ struct DocState {
     heads: Vec<ChangeHash>,
     /// Highest operation counter of any change indexed here.
     max_op: u64,
-    /// Highest sequence number per actor of any change indexed here.
-    actor_seq: HashMap<Vec<u8>, u64>,
     /// Automerge holds changes waiting for dependencies, or refused a change: the indexed
     /// changes are then not all in `doc`, so new changes take the general path.
     irregular: bool,
@@ -198,14 +197,13 @@ impl DocState {
             doc,
             ops: BTreeMap::new(),
             sigs: HashMap::new(),
-            seqs: HashMap::new(),
+            actors: HashMap::new(),
             waiting: BTreeSet::new(),
             dirty: false,
             pending: Vec::new(),
             pending_slots: Vec::new(),
             heads,
             max_op: 0,
-            actor_seq: HashMap::new(),
             irregular: false,
             apply_failed: false,
             in_snapshot: 0,
@@ -214,14 +212,29 @@ impl DocState {
     }
 
     fn index(&mut self, change: &Change, signature: &[u8]) {
-        let actor = change.actor_id().to_bytes().to_vec();
-        self.seqs
-            .insert((actor.clone(), change.seq()), change.hash());
+        let actor = change.actor_id().to_bytes();
+        if !self.actors.contains_key(actor) {
+            let number = self.actors.len() as u32;
+            self.actors.insert(
+                actor.to_vec(),
+                ActorLog {
+                    number,
+                    max_seq: 0,
+                    by_seq: HashMap::new(),
+                },
+            );
+        }
+        let number = match self.actors.get_mut(actor) {
+            Some(log) => {
+                log.by_seq.insert(change.seq(), change.hash());
+                log.max_seq = log.max_seq.max(change.seq());
+                log.number
+            }
+            None => return,
+        };
         self.max_op = self.max_op.max(change.max_op());
-        let seq = self.actor_seq.entry(actor.clone()).or_default();
-        *seq = (*seq).max(change.seq());
         self.ops.insert(
-            (actor, change.start_op().get()),
+            (number, change.start_op().get()),
             (change.hash(), change.max_op()),
         );
         self.sigs
@@ -230,10 +243,10 @@ impl DocState {
     }
 
     /// Does change `c`, writing `writes`, simply extend this document (checked before it is
-    /// indexed)? Then Automerge
-    /// will apply it on top of the current state without conflict, and each record it puts
-    /// will be its slot's value: the operations are numbered above every operation in the
-    /// document, so they win even against a value their `pred` does not name.
+    /// indexed)? Then Automerge will apply it on top of the current state without conflict or
+    /// error, and each record it puts will be its slot's value: its operations are numbered
+    /// above every operation in the document, so they win even against a value their `pred`
+    /// does not name.
     fn extends_linearly_parts(&self, c: &Change, writes: &[(Slot, Option<Record>)]) -> bool {
         if self.irregular || c.deps().len() != self.heads.len() {
             return false;
@@ -243,12 +256,12 @@ impl DocState {
         let actor = c.actor_id().to_bytes();
         deps == self.heads
             && c.start_op().get() > self.max_op
-            && c.seq() == self.actor_seq.get(actor).copied().unwrap_or(0) + 1
+            && c.seq() == self.actors.get(actor).map_or(0, |log| log.max_seq) + 1
             // Automerge must know every other actor the change refers to.
             && c
                 .other_actor_ids()
                 .iter()
-                .all(|a| self.actor_seq.contains_key(a.to_bytes()))
+                .all(|a| self.actors.contains_key(a.to_bytes()))
             && writes.iter().all(|(_, record)| record.is_some())
     }
 
@@ -307,12 +320,12 @@ impl DocState {
         let automerge::ObjId::Id(counter, actor, _) = exid else {
             return None;
         };
-        let actor = actor.to_bytes().to_vec();
+        let number = self.actors.get(actor.to_bytes())?.number;
         let (_, (hash, max_op)) = self
             .ops
-            .range(..=(actor.clone(), counter))
+            .range(..=(number, counter))
             .next_back()
-            .filter(|((a, _), _)| *a == actor)?;
+            .filter(|((a, _), _)| *a == number)?;
         if counter > *max_op {
             return None;
         }
@@ -320,6 +333,15 @@ impl DocState {
         let record = self.doc.record(slot)?;
         Some(record_view(&self.owner, slot, record, hash, signature, *ts))
     }
+}
+
+/// One actor's changes in a document.
+struct ActorLog {
+    /// Stands for the actor in `DocState::ops` (numbered in order of appearance).
+    number: u32,
+    /// Highest sequence number of any of its changes indexed here.
+    max_seq: u64,
+    by_seq: HashMap<u64, ChangeHash>,
 }
 
 /// A record as served, with the provenance of the change that wrote it.
@@ -594,7 +616,7 @@ impl Catalogue {
             let earlier = state
                 .docs
                 .get(&v.envelope.doc)
-                .and_then(|ds| ds.seqs.get(&(actor.clone(), seq)).copied())
+                .and_then(|ds| ds.actors.get(&actor)?.by_seq.get(&seq).copied())
                 .or_else(|| {
                     batch_seqs
                         .get(&(v.envelope.doc.clone(), actor.clone(), seq))

@@ -1,8 +1,12 @@
 //! Durable storage behind a small trait, with sled as the engine.
 //!
 //! What is stored:
-//! - `changes`: the append-only log of verified signed changes, keyed by a big-endian sequence
-//!   number (sequential keys are what sled writes fastest), values in the versioned codec;
+//! - `changes`: the append-only log of verified signed changes, in the versioned codec, keyed
+//!   by big-endian sequence numbers (sequential keys are what sled writes fastest). Changes
+//!   appended together are stored in groups of up to [`LOG_GROUP`]: key = first sequence
+//!   number (8 bytes) + number of changes (1 byte), value = the encoded `Vec<SignedChange>`
+//!   (sled copies a node per insert, so fewer, mid-sized values cost less). Entries with an
+//!   8-byte key hold one `SignedChange` (stores written before groups); both are read;
 //! - `by_hash`: the hashes of every stored change, to refuse duplicates without touching the
 //!   log: one entry per appended batch, keyed by the batch's first sequence number (8 bytes),
 //!   holding the batch's change hashes in log order (32 bytes each). Stores written before
@@ -24,8 +28,11 @@ use automerge::ChangeHash;
 use hubcat_protocol::{change, codec, DocId, SignedChange};
 use serde::{Deserialize, Serialize};
 
-/// Largest stored value we will decode (a change plus its envelope, or a document snapshot).
+/// Largest stored value we will decode (a group of changes, or a document snapshot).
 const MAX_STORED_VALUE: usize = 64 * 1024 * 1024;
+/// Most changes in one log entry: about 13 KB values with today's records; per change, 8 cost
+/// sled about half of one entry each, and larger groups cost more again (BENCHMARKS.md).
+pub const LOG_GROUP: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -74,6 +81,10 @@ pub struct SledStore {
     snapshots: sled::Tree,
     meta: sled::Tree,
     next_seq: std::sync::atomic::AtomicU64,
+    /// Changes in the log (its entries may hold several).
+    count: std::sync::atomic::AtomicU64,
+    /// Document names for encoding envelopes, kept across appends.
+    names: Mutex<change::DocNames>,
     /// Every stored change hash, loaded from `by_hash` on the first `contains` (one sled
     /// insert per batch instead of one per change with a random key).
     hashes: Mutex<Option<HashSet<ChangeHash>>>,
@@ -93,9 +104,13 @@ impl SledStore {
             })?;
         let changes = db.open_tree("changes")?;
         let next = match changes.last()? {
-            Some((k, _)) => seq_of(&k) + 1,
+            Some((k, _)) => seq_of(&k) + entry_len(&k),
             None => 1,
         };
+        let mut count = 0;
+        for key in changes.iter().keys() {
+            count += entry_len(&key?);
+        }
         Ok(SledStore {
             by_hash: db.open_tree("by_hash")?,
             snapshots: db.open_tree("snapshots")?,
@@ -103,6 +118,8 @@ impl SledStore {
             changes,
             db,
             next_seq: std::sync::atomic::AtomicU64::new(next),
+            count: std::sync::atomic::AtomicU64::new(count),
+            names: Mutex::new(change::DocNames::default()),
             hashes: Mutex::new(None),
         })
     }
@@ -154,6 +171,14 @@ fn seq_of(key: &[u8]) -> u64 {
     u64::from_be_bytes(b)
 }
 
+/// Changes in the log entry with this key: a group's count, else one.
+fn entry_len(key: &[u8]) -> u64 {
+    match key.get(8) {
+        Some(&n) => u64::from(n),
+        None => 1,
+    }
+}
+
 impl Store for SledStore {
     fn append(&self, changes: &[(ChangeHash, &SignedChange)]) -> Result<Vec<u64>, StoreError> {
         use std::sync::atomic::Ordering;
@@ -164,16 +189,26 @@ impl Store for SledStore {
             .next_seq
             .fetch_add(changes.len() as u64, Ordering::SeqCst);
         let seqs: Vec<u64> = (first..first + changes.len() as u64).collect();
-        let encoded = change::encode_all(changes.iter().map(|(_, c)| *c));
         let mut log = sled::Batch::default();
+        {
+            let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+            for (i, group) in changes.chunks(LOG_GROUP).enumerate() {
+                let envelopes: Vec<&SignedChange> = group.iter().map(|(_, c)| *c).collect();
+                let mut key = [0u8; 9];
+                key[..8].copy_from_slice(&(first + (i * LOG_GROUP) as u64).to_be_bytes());
+                // LOG_GROUP fits a byte.
+                key[8] = group.len() as u8;
+                log.insert(&key, change::encode_group(&envelopes, &mut names));
+            }
+        }
         let mut hashes = Vec::with_capacity(32 * changes.len());
-        for ((hash, _), (seq, value)) in changes.iter().zip(seqs.iter().zip(encoded)) {
-            log.insert(&seq.to_be_bytes(), value);
+        for (hash, _) in changes {
             hashes.extend_from_slice(&hash.0);
         }
         self.changes.apply_batch(log)?;
         self.by_hash.insert(first.to_be_bytes(), hashes)?;
         self.db.flush()?;
+        self.count.fetch_add(changes.len() as u64, Ordering::SeqCst);
         if let Some(set) = self.hashes().as_mut() {
             set.extend(changes.iter().map(|(h, _)| *h));
         }
@@ -189,22 +224,33 @@ impl Store for SledStore {
     }
 
     fn log(&self) -> Result<Vec<(u64, SignedChange)>, StoreError> {
-        let mut out = Vec::with_capacity(self.changes.len());
+        let mut out = Vec::with_capacity(self.change_count());
         for entry in self.changes.iter() {
             let (k, v) = entry?;
             let seq = seq_of(&k);
-            let change =
-                codec::decode(&v, MAX_STORED_VALUE).map_err(|source| StoreError::Corrupt {
-                    key: format!("changes/{seq}"),
-                    source,
-                })?;
-            out.push((seq, change));
+            let corrupt = |source| StoreError::Corrupt {
+                key: format!("changes/{seq}"),
+                source,
+            };
+            if k.len() == 8 {
+                out.push((seq, codec::decode(&v, MAX_STORED_VALUE).map_err(corrupt)?));
+                continue;
+            }
+            let group: Vec<SignedChange> = codec::decode(&v, MAX_STORED_VALUE).map_err(corrupt)?;
+            if k.len() != 9 || group.len() as u64 != entry_len(&k) {
+                return Err(corrupt(codec::CodecError::Malformed(format!(
+                    "{}-byte key for a group of {} changes",
+                    k.len(),
+                    group.len()
+                ))));
+            }
+            out.extend((seq..).zip(group));
         }
         Ok(out)
     }
 
     fn change_count(&self) -> usize {
-        self.changes.len()
+        self.count.load(std::sync::atomic::Ordering::SeqCst) as usize
     }
 
     fn put_snapshot(&self, doc: &DocId, snapshot: &Snapshot) -> Result<(), StoreError> {
@@ -272,34 +318,58 @@ mod tests {
             envelope(&key, "b"),
             envelope(&key, "c"),
         );
-        // A store written before batched hash entries: one `by_hash` entry per change.
+        // A store written before groups and batched hash entries: one log entry and one
+        // `by_hash` entry per change.
         let old = envelope(&key, "old");
         {
             let store = SledStore::open(dir.path()).expect("open");
+            store
+                .changes
+                .insert(1u64.to_be_bytes(), codec::encode(&old.1))
+                .expect("insert");
+        }
+        let many: Vec<(ChangeHash, SignedChange)> = (0..LOG_GROUP + 3)
+            .map(|i| envelope(&key, &format!("m{i}")))
+            .collect();
+        {
+            let store = SledStore::open(dir.path()).expect("open");
+            assert_eq!(store.change_count(), 1);
             assert!(!store.contains(&a.0).expect("contains"));
             let seqs = store.append(&[(a.0, &a.1), (b.0, &b.1)]).expect("append");
-            assert_eq!(seqs, vec![1, 2]);
+            assert_eq!(seqs, vec![2, 3]);
             // Found whether the set was loaded before or after the append.
             assert!(store.contains(&a.0).expect("contains"));
             assert!(store.contains(&b.0).expect("contains"));
-            assert_eq!(store.append(&[(c.0, &c.1)]).expect("append"), vec![3]);
+            assert_eq!(store.append(&[(c.0, &c.1)]).expect("append"), vec![4]);
             assert!(store.contains(&c.0).expect("contains"));
+            let refs: Vec<(ChangeHash, &SignedChange)> =
+                many.iter().map(|(h, e)| (*h, e)).collect();
+            let seqs = store.append(&refs).expect("append");
+            assert_eq!(seqs, (5..5 + refs.len() as u64).collect::<Vec<_>>());
             store
                 .by_hash
-                .insert(old.0 .0, &9u64.to_be_bytes())
+                .insert(old.0 .0, &1u64.to_be_bytes())
                 .expect("insert");
             store.flush().expect("flush");
         }
         let store = SledStore::open(dir.path()).expect("reopen");
-        for h in [&a.0, &b.0, &c.0, &old.0] {
+        for h in [&a.0, &b.0, &c.0, &old.0, &many[LOG_GROUP + 1].0] {
             assert!(store.contains(h).expect("contains"));
         }
         assert!(!store.contains(&ChangeHash([0; 32])).expect("contains"));
-        let log = store.log().expect("log");
+        let mut expected = vec![
+            (1, old.1.clone()),
+            (2, a.1.clone()),
+            (3, b.1.clone()),
+            (4, c.1.clone()),
+        ];
+        expected.extend((5..).zip(many.iter().map(|(_, e)| e.clone())));
+        assert_eq!(store.log().expect("log"), expected);
+        assert_eq!(store.change_count(), expected.len());
+        let next = expected.len() as u64 + 1;
         assert_eq!(
-            log,
-            vec![(1, a.1.clone()), (2, b.1.clone()), (3, c.1.clone())]
+            store.append(&[(old.0, &old.1)]).expect("append"),
+            vec![next]
         );
-        assert_eq!(store.append(&[(old.0, &old.1)]).expect("append"), vec![4]);
     }
 }

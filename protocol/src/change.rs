@@ -109,26 +109,53 @@ pub struct SignedChange {
 struct SignedChangeRef<'a> {
     doc: &'a str,
     author: &'a [u8; 32],
+    /// As bytes: in postcard a byte string and a sequence of `u8` are the same bytes (length,
+    /// then the bytes), and bytes are copied at once rather than one `u8` at a time.
+    #[serde(serialize_with = "as_bytes")]
     signature: &'a [u8],
+    #[serde(serialize_with = "as_bytes")]
     change: &'a [u8],
 }
 
-/// Encode envelopes with the versioned codec, byte for byte as [`crate::codec::encode`] does
-/// each, but writing each document's name (a base58 encoding) once rather than per change.
-pub fn encode_all<'a>(changes: impl IntoIterator<Item = &'a SignedChange>) -> Vec<Vec<u8>> {
-    let mut names: HashMap<&DocId, String> = HashMap::new();
-    changes
-        .into_iter()
+fn as_bytes<S: serde::Serializer>(bytes: &&[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_bytes(bytes)
+}
+
+/// Document names already written out, for [`encode_group`] (a caller keeps one; bounded).
+#[derive(Debug, Default)]
+pub struct DocNames {
+    names: HashMap<DocId, String>,
+}
+
+/// Encode envelopes as one value with the versioned codec, byte for byte as
+/// [`crate::codec::encode`] encodes a `Vec<SignedChange>` of them (decode it as that), but
+/// writing each document's name (a base58 encoding) once per document rather than per change.
+pub fn encode_group(changes: &[&SignedChange], names: &mut DocNames) -> Vec<u8> {
+    let names = &mut names.names;
+    if names.len() + changes.len() > AUTHOR_CACHE_MAX {
+        names.clear();
+    }
+    for c in changes {
+        if !names.contains_key(&c.doc) {
+            names.insert(c.doc.clone(), c.doc.to_string());
+        }
+    }
+    let refs: Option<Vec<SignedChangeRef<'_>>> = changes
+        .iter()
         .map(|c| {
-            let name = names.entry(&c.doc).or_insert_with(|| c.doc.to_string());
-            crate::codec::encode(&SignedChangeRef {
-                doc: name,
+            Some(SignedChangeRef {
+                doc: names.get(&c.doc)?,
                 author: &c.author,
                 signature: &c.signature,
                 change: &c.change,
             })
         })
-        .collect()
+        .collect();
+    match refs {
+        Some(refs) => crate::codec::encode(&refs),
+        // Every name was just inserted; encode the slow way should that ever not hold.
+        None => crate::codec::encode(&changes),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -498,11 +525,14 @@ mod tests {
         let key = HubKey::from_secret_bytes(&[1; 32]).expect("key");
         let env = signed(&key, "a");
         let other = signed(&HubKey::from_secret_bytes(&[2; 32]).expect("key"), "b");
-        let each: Vec<Vec<u8>> = [&env, &other, &env]
-            .iter()
-            .map(|e| crate::codec::encode(*e))
-            .collect();
-        assert_eq!(encode_all([&env, &other, &env]), each);
+        let group = vec![env.clone(), other.clone(), env.clone()];
+        let mut names = DocNames::default();
+        for _ in 0..2 {
+            let bytes = encode_group(&[&env, &other, &env], &mut names);
+            assert_eq!(bytes, crate::codec::encode(&group));
+            let back: Vec<SignedChange> = crate::codec::decode(&bytes, 1 << 20).expect("decode");
+            assert_eq!(back, group);
+        }
     }
 
     #[test]

@@ -21,6 +21,19 @@ pub fn timed<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<(T, Dur
     Ok((value, start.elapsed()))
 }
 
+/// CPU time this process has used so far (user + system, every thread), from
+/// `/proc/self/stat`; `None` where that is not available. Unlike wall time it barely moves
+/// when other work shares the cores, so it tells a change's effect on a busy machine.
+pub fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) start at field 3.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on every Linux the node targets.
+    Some(Duration::from_millis(ticks * 10))
+}
+
 /// Records per second for `n` records in `elapsed` (0 when nothing was timed).
 pub fn rate(n: usize, elapsed: Duration) -> f64 {
     let secs = elapsed.as_secs_f64();
