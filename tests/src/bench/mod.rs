@@ -3,12 +3,15 @@
 //! - [`corpus`]: realistic publishers and records (text from the EC EDIH catalogue export in
 //!   `shared/data` when present, generated otherwise).
 //! - [`ingest`]: the ingest pipeline stage by stage, then end to end through the engine.
+//! - [`net`]: the federation layer on loopback — propagate, catchup, diff, idle.
 //!
-//! Every bench runs on one thread (the node ingests on one core; sled's own flusher thread is
-//! the only other one) and reports rates in records per second.
+//! The ingest bench runs on one thread (the node ingests on one core; sled's own flusher thread
+//! is the only other one) and reports rates in records per second. The network benches run
+//! real in-process nodes, each on its own two-thread runtime.
 
 pub mod corpus;
 pub mod ingest;
+pub mod net;
 
 use std::time::{Duration, Instant};
 

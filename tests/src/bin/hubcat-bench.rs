@@ -3,11 +3,13 @@
 //! ```text
 //! cargo run --release -p hubcat-tests --bin hubcat-bench -- ingest [--json] [--quick]
 //!     [--records 10000,100000] [--publishers 500]
+//! cargo run --release -p hubcat-tests --bin hubcat-bench -- net [--json] [--quick]
+//! cargo run --release -p hubcat-tests --bin hubcat-bench -- propagate|catchup|diff|idle [--json] [--quick]
 //! ```
 //!
 //! Each bench lives in its own module under `tests/src/bench/` and prints a human table, or
 //! with `--json` one JSON object on stdout (the table then goes to stderr). Later benches
-//! (propagate, catchup, diff, idle, query) join the `match` below.
+//! (query) join the `match` below.
 
 #[path = "../bench/mod.rs"]
 mod bench;
@@ -35,15 +37,35 @@ struct Cli {
 enum Command {
     /// Ingest throughput on one core: produce, sign, verify, apply, store, end to end.
     Ingest(bench::ingest::IngestArgs),
+    /// Gossip latency: 5, 10, 20 nodes; per record, publish → visible on every node.
+    Propagate(bench::net::NetArgs),
+    /// A node that missed 10 000 records joins: time and bytes until it has converged.
+    Catchup(bench::net::NetArgs),
+    /// Two nodes with 100 000 records one record apart: bytes and round trips of one session,
+    /// next to Automerge's own sync run cold.
+    Diff(bench::net::NetArgs),
+    /// Bytes of an anti-entropy session between two nodes in sync, at 1 k, 10 k, 100 k records.
+    Idle(bench::net::NetArgs),
+    /// propagate, catchup, idle and diff in one run (idle and diff on the same two nodes).
+    Net(bench::net::NetArgs),
 }
 
 /// Exit status when a bench ran but missed its target (and the caller asked to fail on it).
 const EXIT_MISSED_TARGET: u8 = 2;
 
+fn net(which: bench::net::Which, args: &bench::net::NetArgs) -> anyhow::Result<bool> {
+    bench::net::run(which, args).map(|met| met || !args.require_target)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match &cli.command {
         Command::Ingest(args) => bench::ingest::run(args).map(|met| met || !args.require_target),
+        Command::Propagate(args) => net(bench::net::Which::Propagate, args),
+        Command::Catchup(args) => net(bench::net::Which::Catchup, args),
+        Command::Diff(args) => net(bench::net::Which::Diff, args),
+        Command::Idle(args) => net(bench::net::Which::Idle, args),
+        Command::Net(args) => net(bench::net::Which::All, args),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
