@@ -974,7 +974,7 @@ impl Catalogue {
                     .as_ref()
                     .is_none_or(|c| v.record.category() == Some(c.as_str()))
             })
-            .map(|v| RecordView::clone(v))
+            .map(|v| (*v).clone())
             .collect()
     }
 
