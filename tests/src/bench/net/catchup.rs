@@ -116,6 +116,9 @@ fn pull_only(
         out.received_per_session.push(r.received);
     }
     out.seconds = round(t0.elapsed().as_secs_f64(), 3);
+    drop((a_cat, b_cat));
+    drop(b);
+    drop(a);
     out.bytes_over_minimum = round(out.bytes as f64 / minimum.max(1) as f64, 3);
     Ok(out)
 }
@@ -206,6 +209,8 @@ pub fn run(args: &NetArgs, console: Console) -> anyhow::Result<CatchupReport> {
     let ratio = total as f64 / minimum.max(1) as f64;
     let target_met = seconds <= TARGET_SECONDS
         && (total as f64) <= TARGET_RATIO * minimum as f64 + TARGET_SLACK_BYTES as f64;
+    // Catalogue handles first: a store must not outlive its hub's temporary directory.
+    drop((a_cat, b_cat));
     drop(b);
     drop(a);
     console.progress("catchup: pull only (B′'s own sessions)");

@@ -454,7 +454,9 @@ fn run_size(
             after: Load::now(),
         },
     };
+    // Catalogue handles first: a store must not outlive its hub's temporary directory.
     drop(watch);
+    drop(cat0);
     drop(hubs);
     Ok((run, trace))
 }
