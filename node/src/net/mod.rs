@@ -93,6 +93,12 @@ impl NetConfig {
         })
     }
 
+    /// The largest sync response we read: the configured change budget plus one change that
+    /// may overshoot it, plus framing.
+    pub fn response_limit(&self) -> usize {
+        self.max_response_bytes + hubcat_protocol::change::MAX_CHANGE_BYTES + 64 * 1024
+    }
+
     fn topic(&self) -> gossipsub::IdentTopic {
         gossipsub::IdentTopic::new(format!("hubcat/{}/changes/1", self.federation))
     }
@@ -251,14 +257,6 @@ pub(crate) struct Shared {
     pub config: NetConfig,
 }
 
-impl Shared {
-    /// The largest sync response we read: the configured change budget plus one change that
-    /// may overshoot it, plus framing.
-    pub fn response_limit(&self) -> usize {
-        self.config.max_response_bytes + hubcat_protocol::change::MAX_CHANGE_BYTES + 64 * 1024
-    }
-}
-
 impl NetHandle {
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> anyhow::Result<T> {
         let (tx, rx) = oneshot::channel();
@@ -397,8 +395,7 @@ fn build_swarm(
     config: &NetConfig,
 ) -> anyhow::Result<Swarm<Behaviour>> {
     let max_message = config.max_message_bytes;
-    let response_limit =
-        config.max_response_bytes + hubcat_protocol::change::MAX_CHANGE_BYTES + 64 * 1024;
+    let response_limit = config.response_limit();
     let sync_protocol = config.protocol("sync")?;
     let kad_protocol = config.protocol("kad")?;
     let federation = config.federation.clone();

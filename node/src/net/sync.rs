@@ -81,7 +81,7 @@ async fn call(
     report.round_trips += 1;
     let response = handle.request(peer, body).await?;
     report.bytes_received += response.len() as u64 + 4;
-    let limit = handle.shared().response_limit();
+    let limit = handle.shared().config.response_limit();
     let response: SyncResponse = wire::decode(&response, limit)
         .map_err(|e| anyhow!("peer {peer} sent an undecodable sync response: {e}"))?;
     if let SyncResponse::Refused { reason } = &response {
