@@ -170,6 +170,9 @@ struct DocState {
     actors: HashMap<Vec<u8>, ActorLog>,
     /// Slots touched by changes still waiting for missing dependencies.
     waiting: BTreeSet<Slot>,
+    /// Changes (hash, signed ms) that went through Automerge but were not in the document
+    /// after it: waiting for dependencies, not yet announced as applied.
+    unannounced: Vec<(ChangeHash, i64)>,
     dirty: bool,
     /// Verified, durable changes already in the view but not yet applied to `doc`; each one
     /// extends the one before (see the module doc).
@@ -203,6 +206,7 @@ impl DocState {
             sigs: HashMap::new(),
             actors: HashMap::new(),
             waiting: BTreeSet::new(),
+            unannounced: Vec::new(),
             dirty: false,
             pending: Vec::new(),
             pending_slots: Vec::new(),
@@ -730,15 +734,9 @@ impl Catalogue {
             let linear =
                 !general.contains_key(&doc_id) && ds.extends_linearly_parts(&change, &writes);
             ds.index(&change, &envelope.signature);
-            if self.applied_tx.receiver_count() > 0 {
-                let _ = self.applied_tx.send(Applied {
-                    doc: doc_id.clone(),
-                    hash,
-                    signed_ms: change.timestamp(),
-                    applied_ms,
-                });
-            }
             if linear {
+                // Visible as soon as this call returns.
+                self.announce_applied(&doc_id, hash, change.timestamp(), applied_ms);
                 ds.heads = vec![hash];
                 let owner = *ds.owner.id();
                 for (slot, record) in writes {
@@ -756,6 +754,8 @@ impl Catalogue {
                 }
                 ds.pending_slots.extend(slots);
             } else {
+                // Visible once Automerge has it: maybe below, maybe when its dependencies come.
+                ds.unannounced.push((hash, change.timestamp()));
                 general.entry(doc_id).or_default().extend(slots);
             }
             ds.pending.push(change);
@@ -763,6 +763,13 @@ impl Catalogue {
         for (doc_id, reread) in general {
             if let Some(ds) = docs.get_mut(&doc_id) {
                 ds.settle(records, reread, false);
+                let (now_in, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut ds.unannounced)
+                    .into_iter()
+                    .partition(|(h, _)| ds.doc.has_change(h));
+                ds.unannounced = waiting;
+                for (hash, signed_ms) in now_in {
+                    self.announce_applied(&doc_id, hash, signed_ms, applied_ms);
+                }
             }
         }
         // Apply a document's deferred changes once enough have gathered.
@@ -781,6 +788,17 @@ impl Catalogue {
         self.accepted.fetch_add(accepted as u64, Ordering::Relaxed);
         outcome.accepted = accepted;
         Ok(outcome)
+    }
+
+    fn announce_applied(&self, doc: &DocId, hash: ChangeHash, signed_ms: i64, applied_ms: i64) {
+        if self.applied_tx.receiver_count() > 0 {
+            let _ = self.applied_tx.send(Applied {
+                doc: doc.clone(),
+                hash,
+                signed_ms,
+                applied_ms,
+            });
+        }
     }
 
     /// Snapshot the documents among `docs` whose changes since their last snapshot reach
@@ -1067,8 +1085,9 @@ impl Catalogue {
         self.local_tx.subscribe()
     }
 
-    /// Changes as they are applied (sent after they are durable; visible once the ingest call
-    /// that applied them returns).
+    /// Changes as they are applied (sent after they are durable and in their document —
+    /// a change waiting for dependencies is announced when they arrive; visible once the
+    /// ingest call that applied them returns).
     pub fn subscribe_applied(&self) -> tokio::sync::broadcast::Receiver<Applied> {
         self.applied_tx.subscribe()
     }
@@ -1102,32 +1121,66 @@ impl Catalogue {
         }
     }
 
-    /// What a peer whose heads of `doc` are `have` lacks: our heads and the signed changes
-    /// not in the history of `have` (heads we do not know are ignored), in causal order, up to
-    /// about `max_bytes` (at least one change). `None` when we do not have the document.
+    /// One document's highest applied sequence number per actor (see
+    /// [`hubcat_protocol::sync::Want`]); empty when we do not have the document. Changes
+    /// waiting for dependencies are not counted: the peer must still send what they wait for.
+    pub fn doc_clock(&self, doc: &DocId) -> Vec<(Vec<u8>, u64)> {
+        let mut state = self.lock();
+        state.settle_doc(doc);
+        let Some(ds) = state.docs.get(doc) else {
+            return Vec::new();
+        };
+        if !ds.irregular {
+            // Every indexed change is in the document: the actor logs are the clock.
+            return ds
+                .actors
+                .iter()
+                .map(|(actor, log)| (actor.clone(), log.max_seq))
+                .collect();
+        }
+        let mut clock: HashMap<Vec<u8>, u64> = HashMap::new();
+        for c in ds.doc.changes() {
+            let seq = clock.entry(c.actor_id().to_bytes().to_vec()).or_default();
+            *seq = (*seq).max(c.seq());
+        }
+        clock.into_iter().collect()
+    }
+
+    /// What a peer lacks of `doc`, given its heads `have` and its clock (highest sequence
+    /// number per actor): our heads and the signed changes not in the history of `have` — or,
+    /// when we do not know every head in `have` (the peer holds changes we lack), the changes
+    /// above its clock — in causal order, up to about `max_bytes` (at least one change).
+    /// `None` when we do not have the document.
     pub fn changes_since(
         &self,
         doc: &DocId,
         have: &[ChangeHash],
+        clock: &[(Vec<u8>, u64)],
         max_bytes: usize,
     ) -> Option<ChangesSince> {
         let mut state = self.lock();
         // The history is read from the Automerge document.
         state.settle_doc(doc);
         let ds = state.docs.get(doc)?;
-        let known: Vec<ChangeHash> = have
-            .iter()
-            .filter(|h| ds.doc.has_change(h))
-            .copied()
-            .collect();
         let heads = ds.doc.heads();
         let mut out = ChangesSince {
             heads,
             changes: Vec::new(),
             more: false,
         };
+        let lacking: Vec<Change> = if have.iter().all(|h| ds.doc.has_change(h)) {
+            ds.doc.automerge().get_changes(have)
+        } else {
+            let clock: HashMap<&[u8], u64> =
+                clock.iter().map(|(a, s)| (a.as_slice(), *s)).collect();
+            ds.doc
+                .changes()
+                .into_iter()
+                .filter(|c| c.seq() > clock.get(c.actor_id().to_bytes()).copied().unwrap_or(0))
+                .collect()
+        };
         let mut bytes = 0usize;
-        for c in ds.doc.automerge().get_changes(&known) {
+        for c in lacking {
             let Some((signature, _)) = ds.sigs.get(&c.hash()) else {
                 continue;
             };
@@ -1401,6 +1454,78 @@ mod tests {
             .expect("reopen");
         assert_eq!(titles(&again), before);
         assert_eq!(again.status().digest, digest);
+    }
+
+    /// A peer that holds changes we lack (its heads are unknown to us) still gets only the
+    /// changes it lacks, found from its clock, not the whole document.
+    #[test]
+    fn a_peer_with_unknown_heads_gets_only_what_it_lacks() {
+        let open = |seed: u8| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = Arc::new(SledStore::open(dir.path()).expect("store"));
+            let key = HubKey::from_secret_bytes(&[seed; 32]).expect("key");
+            (Catalogue::open(store, key).expect("open"), dir)
+        };
+        let (ours, _d1) = open(1);
+        let (theirs, _d2) = open(2);
+        let hub = HubKey::from_secret_bytes(&[3; 32]).expect("key");
+        let now = hubcat_protocol::now_ms();
+        let mut first = CatalogueDoc::new(hub.id(), [1; 16]);
+        let common: Vec<SignedChange> = (0..20)
+            .map(|i| {
+                let c = first
+                    .upsert(&service(&format!("c{i}"), "Common"), now)
+                    .expect("change");
+                change::sign(&hub, first.id(), &c)
+            })
+            .collect();
+        // The hub's second node (another actor) writes concurrently from the common state.
+        let mut second = CatalogueDoc::from_automerge(first.id().clone(), first.automerge().fork());
+        second.set_actor_suffix([2; 16]);
+        let only_ours: Vec<SignedChange> = (0..3)
+            .map(|i| {
+                let c = first
+                    .upsert(&service(&format!("o{i}"), "Ours"), now)
+                    .expect("change");
+                change::sign(&hub, first.id(), &c)
+            })
+            .collect();
+        let only_theirs = {
+            let c = second
+                .upsert(&service("t0", "Theirs"), now)
+                .expect("change");
+            change::sign(&hub, second.id(), &c)
+        };
+        let mut all_ours = common.clone();
+        all_ours.extend(only_ours.iter().cloned());
+        assert_eq!(ours.ingest(all_ours, now).expect("ingest").accepted, 23);
+        let mut all_theirs = common;
+        all_theirs.push(only_theirs.clone());
+        assert_eq!(theirs.ingest(all_theirs, now).expect("ingest").accepted, 21);
+
+        let doc = DocId::Hub(hub.id());
+        let their_heads = theirs.doc_heads_of(&doc);
+        let their_clock = theirs.doc_clock(&doc);
+        let reply = ours
+            .changes_since(&doc, &their_heads, &their_clock, usize::MAX)
+            .expect("we have the document");
+        let sent: HashSet<Vec<u8>> = reply.changes.iter().map(|c| c.change.clone()).collect();
+        let lacking: HashSet<Vec<u8>> = only_ours.iter().map(|c| c.change.clone()).collect();
+        assert_eq!(sent, lacking, "exactly the three changes they lack");
+
+        // They take them; now they know our heads and send back exactly their own change.
+        assert_eq!(
+            theirs.ingest(reply.changes, now).expect("ingest").accepted,
+            3
+        );
+        let back = theirs
+            .changes_since(&doc, &reply.heads, &[], usize::MAX)
+            .expect("they have the document");
+        assert_eq!(back.changes.len(), 1);
+        assert_eq!(back.changes[0].change, only_theirs.change);
+        assert_eq!(ours.ingest(back.changes, now).expect("ingest").accepted, 1);
+        assert_eq!(ours.status().digest, theirs.status().digest);
+        assert_eq!(ours.record_count(), 24);
     }
 
     #[test]

@@ -15,7 +15,9 @@
 //!    ([`DocSet::answer`]); the client recurses into sub-ranges that differ
 //!    ([`DocSet::compare`]);
 //! 3. for each document that differs the client asks for the changes it lacks, sending its
-//!    heads ([`SyncRequest::Exchange`]); the server answers with its heads and those changes;
+//!    heads and its clock ([`SyncRequest::Exchange`]); the server answers with its heads and
+//!    those changes: the changes after the client's heads when it knows them all, else the
+//!    changes after the client's clock (see [`Want`]);
 //! 4. the client pushes the changes the server lacks ([`SyncRequest::Push`]).
 //!
 //! One differing record among thousands of documents costs a few hashes plus the record's
@@ -123,10 +125,24 @@ pub enum RangeReply {
 }
 
 /// A document the client wants to catch up on, named by key, with the heads it has.
+///
+/// `clock` is the client's highest sequence number per actor. An Automerge change depends on
+/// its actor's previous change, so a document's history is exactly the changes at or below
+/// its clock: when the client holds changes the server does not know (its heads are then
+/// unknown to the server), the server still finds exactly what the client lacks — every
+/// change above the clock — instead of sending the whole document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Want {
     pub key: u64,
     pub heads: Vec<Hash>,
+    pub clock: Vec<ActorSeq>,
+}
+
+/// One actor's highest sequence number in a document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActorSeq {
+    pub actor: Vec<u8>,
+    pub seq: u64,
 }
 
 /// The server's state of one document and the changes the client lacks.
@@ -146,9 +162,10 @@ pub struct DocChanges {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SyncRequest {
-    /// Compare these ranges. `name` is the sender's hub name, shown to operators.
+    /// Compare these ranges. `name` is the sender's hub name, shown to operators; sent once
+    /// per connection.
     Reconcile {
-        name: String,
+        name: Option<String>,
         ranges: Vec<RangeFingerprint>,
     },
     /// Send the changes I lack in these documents.
@@ -159,9 +176,10 @@ pub enum SyncRequest {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SyncResponse {
-    /// Ranges that differ (none: in sync). `name` is the responder's hub name.
+    /// Ranges that differ (none: in sync). `name` is the responder's hub name, sent once per
+    /// connection.
     Reconcile {
-        name: String,
+        name: Option<String>,
         replies: Vec<RangeReply>,
     },
     /// `more`: the byte limit was reached; ask again with the new heads for the rest.
@@ -405,10 +423,12 @@ impl DocSet {
                             Some(e) => out.wants.push(Want {
                                 key: *key,
                                 heads: to_hashes(&e.heads),
+                                clock: Vec::new(),
                             }),
                             None => out.wants.push(Want {
                                 key: *key,
                                 heads: Vec::new(),
+                                clock: Vec::new(),
                             }),
                         }
                     }
@@ -480,12 +500,13 @@ mod tests {
         let b = set(&docs);
         let replies = b.answer(&a.summary(), usize::MAX);
         assert!(replies.is_empty());
+        // A round after the first on a connection: no names.
         let request = encode(&SyncRequest::Reconcile {
-            name: "HDS".into(),
+            name: None,
             ranges: a.summary(),
         });
         let response = encode(&SyncResponse::Reconcile {
-            name: "GAL".into(),
+            name: None,
             replies,
         });
         assert!(

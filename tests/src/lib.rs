@@ -251,6 +251,10 @@ impl TestHub {
     }
 
     /// The node's catalogue engine.
+    ///
+    /// Drop the returned handle before the `TestHub`: the hub's drop deletes the data
+    /// directory, and a catalogue still alive after that keeps the sled store open, whose
+    /// final flush on drop can then hang (seen in the benchmarks).
     pub fn catalogue(&self) -> Arc<Catalogue> {
         self.node().catalogue.clone()
     }

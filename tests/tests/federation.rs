@@ -239,6 +239,52 @@ fn a_stopped_hub_catches_up_on_a_thousand_records() {
     assert!(wait_until(CONVERGE, || converged(&[&a, &b])));
 }
 
+/// Responses capped at their minimum and no periodic rounds: everything a returning hub lacks,
+/// over many documents, must come in the one session it starts when it reconnects.
+#[test]
+fn one_session_brings_a_returning_hub_up_to_date_on_many_documents() {
+    use hubcat_protocol::{change, CatalogueDoc, HubKey, Record};
+    let quiet = [
+        ("sync.interval_secs", toml::Value::Integer(3600)),
+        ("sync.max_response_bytes", toml::Value::Integer(64 * 1024)),
+    ];
+    let a = TestHub::start_configured("A", "SE", &[], &quiet).expect("hub");
+    let mut b = TestHub::start_configured("B", "SE", &[a.p2p_addr()], &quiet).expect("hub");
+    a.publish_ok(&service("first", "First"));
+    assert!(wait_until(CONVERGE, || b.count() == 1));
+    b.stop().expect("stop B");
+
+    // Forty other hubs' records reach A while B is away: about 600 KB, ten responses' worth.
+    let now = hubcat_protocol::now_ms();
+    let mut envelopes = Vec::new();
+    for h in 0..40u8 {
+        let key = HubKey::from_secret_bytes(&[h + 10; 32]).expect("key");
+        let mut doc = CatalogueDoc::new(key.id(), [1; 16]);
+        for i in 0..10 {
+            let record = Record::from_value(service(
+                &format!("offer-{i}"),
+                &format!("Offer {i} of hub {h}, described at some length so it weighs what a real one does"),
+            ))
+            .expect("valid record");
+            let c = doc.upsert(&record, now).expect("change");
+            envelopes.push(change::sign(&key, doc.id(), &c));
+        }
+    }
+    let cat = a.catalogue();
+    let report = cat.ingest(envelopes, now).expect("ingest");
+    assert_eq!(report.accepted, 400);
+    drop(cat);
+    assert_eq!(a.count(), 401);
+
+    b.resume().expect("resume B");
+    assert!(
+        wait_until(CONVERGE, || b.count() == 401),
+        "B has {} of 401 records after reconnecting (no periodic round runs)",
+        b.count()
+    );
+    assert!(wait_until(CONVERGE, || converged(&[&a, &b])));
+}
+
 mod hostile {
     use super::*;
     use hubcat_protocol::bundle::BundleChange;

@@ -9,11 +9,14 @@
 //!   (see [`hubcat_protocol::sync::Gossip`]). Messages are validated by the node — the hub
 //!   signatures and the write rule, through the same ingest path as a local publish — before
 //!   they are accepted and forwarded; rejected ones lower the sender's peer score.
-//! - Request-response on `/hubcat/<federation>/sync/1` runs anti-entropy (see [`sync`]).
+//! - Request-response on `/hubcat/<federation>/sync/2` runs anti-entropy (see [`sync`]).
+//! - At most `p2p.max_peers` peers (not connections) at once, bootstrap peers always admitted
+//!   (see [`peer_limit`]).
 //!
 //! Every protocol name carries the federation name, so two federations never mix.
 
 mod codec;
+mod peer_limit;
 pub mod sync;
 
 use std::collections::{HashMap, HashSet};
@@ -43,6 +46,8 @@ const INLINE_GOSSIP_BYTES: usize = 64 * 1024;
 const MAX_SESSIONS: usize = 4;
 /// Commands queued for the swarm task before senders wait.
 const COMMAND_QUEUE: usize = 1024;
+/// Version of the sync protocol (2: wants carry the client's clock, names once per connection).
+const SYNC_VERSION: u32 = 2;
 /// Application score lost per change a peer pushed that failed verification.
 const APP_PENALTY: f64 = 10.0;
 
@@ -103,8 +108,8 @@ impl NetConfig {
         gossipsub::IdentTopic::new(format!("hubcat/{}/changes/1", self.federation))
     }
 
-    fn protocol(&self, what: &str) -> anyhow::Result<StreamProtocol> {
-        StreamProtocol::try_from_owned(format!("/hubcat/{}/{what}/1", self.federation))
+    fn protocol(&self, what: &str, version: u32) -> anyhow::Result<StreamProtocol> {
+        StreamProtocol::try_from_owned(format!("/hubcat/{}/{what}/{version}", self.federation))
             .map_err(|e| anyhow!("protocol name for federation {}: {e}", self.federation))
     }
 }
@@ -153,6 +158,7 @@ pub fn hub_of(peer: &PeerId) -> Option<HubId> {
 struct Behaviour {
     blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     limits: connection_limits::Behaviour,
+    peer_limit: peer_limit::PeerLimit,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -221,10 +227,10 @@ enum Command {
         name: Option<String>,
         ok: bool,
     },
-    /// A peer ran a reconcile round against us.
+    /// A peer ran a reconcile round against us (giving its name on a connection's first).
     Served {
         peer: PeerId,
-        name: String,
+        name: Option<String>,
     },
     Penalise {
         peer: PeerId,
@@ -255,6 +261,23 @@ pub struct NetHandle {
 pub(crate) struct Shared {
     pub catalogue: Arc<Catalogue>,
     pub config: NetConfig,
+    /// Peers told our hub name on their current connection (it travels once per connection).
+    named: std::sync::Mutex<HashSet<PeerId>>,
+}
+
+impl Shared {
+    /// Our hub name, if `peer` has not had it on this connection yet.
+    pub(crate) fn name_for(&self, peer: PeerId) -> Option<String> {
+        let mut named = self.named.lock().unwrap_or_else(|p| p.into_inner());
+        named.insert(peer).then(|| self.config.hub_name.clone())
+    }
+
+    fn forget_name(&self, peer: &PeerId) {
+        self.named
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(peer);
+    }
 }
 
 impl NetHandle {
@@ -370,6 +393,7 @@ pub async fn spawn(
     let shared = Arc::new(Shared {
         catalogue: catalogue.clone(),
         config: config.clone(),
+        named: std::sync::Mutex::new(HashSet::new()),
     });
     let handle = NetHandle {
         tx,
@@ -396,8 +420,8 @@ fn build_swarm(
 ) -> anyhow::Result<Swarm<Behaviour>> {
     let max_message = config.max_message_bytes;
     let response_limit = config.response_limit();
-    let sync_protocol = config.protocol("sync")?;
-    let kad_protocol = config.protocol("kad")?;
+    let sync_protocol = config.protocol("sync", SYNC_VERSION)?;
+    let kad_protocol = config.protocol("kad", 1)?;
     let federation = config.federation.clone();
     let timeout = config.timeout;
     let mdns_on = config.mdns;
@@ -408,6 +432,7 @@ fn build_swarm(
         kad::Mode::Server
     };
     let max_peers = config.max_peers;
+    let bootstrap_peers: Vec<PeerId> = config.bootstrap.iter().map(|(p, _)| *p).collect();
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -453,10 +478,10 @@ fn build_swarm(
                 blocked: allow_block_list::Behaviour::default(),
                 limits: connection_limits::Behaviour::new(
                     connection_limits::ConnectionLimits::default()
-                        .with_max_established(Some(max_peers.saturating_mul(2)))
                         .with_max_established_per_peer(Some(2))
                         .with_max_pending_incoming(Some(max_peers)),
                 ),
+                peer_limit: peer_limit::PeerLimit::new(max_peers as usize, bootstrap_peers),
                 identify: identify::Behaviour::new(
                     identify::Config::new(format!("/hubcat/{federation}/1"), key.public())
                         .with_agent_version(format!("hubcat/{}", env!("CARGO_PKG_VERSION"))),
@@ -755,7 +780,9 @@ impl NetTask {
                 let state = self.peer(peer);
                 state.last_sync = Some(SystemTime::now());
                 state.sync_rounds += 1;
-                state.name = Some(name);
+                if name.is_some() {
+                    state.name = name;
+                }
             }
             Command::Penalise { peer, refused } => {
                 let state = self.peer(peer);
@@ -855,11 +882,15 @@ impl NetTask {
                 if num_established.get() == 1 {
                     state.connected_since = Some(SystemTime::now());
                     tracing::info!(peer = %peer_id, %addr, "peer connected");
-                    if endpoint.is_dialer() && !state.addresses.contains(&addr) {
-                        state.addresses.push(addr);
+                    if endpoint.is_dialer() {
+                        if !state.addresses.contains(&addr) {
+                            state.addresses.push(addr);
+                        }
+                        // Catch up with a new peer at once. Only the dialer starts: were both
+                        // sides to, the one that has more would push whole documents while
+                        // the other pulls them, and every change would cross twice.
+                        self.start_session(Some(peer_id));
                     }
-                    // Catch up with a new peer at once.
-                    self.start_session(Some(peer_id));
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -872,6 +903,7 @@ impl NetTask {
                 state.connections = num_established as usize;
                 if num_established == 0 {
                     tracing::info!(peer = %peer_id, cause = ?cause, "peer disconnected");
+                    self.handle.shared.forget_name(&peer_id);
                 }
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
@@ -885,7 +917,7 @@ impl NetTask {
     fn on_behaviour(&mut self, event: BehaviourEvent) {
         match event {
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
-                let kad_protocol = self.handle.shared.config.protocol("kad").ok();
+                let kad_protocol = self.handle.shared.config.protocol("kad", 1).ok();
                 let speaks_kad = kad_protocol.is_some_and(|k| info.protocols.contains(&k));
                 let state = self.peer(peer_id);
                 state.agent = Some(info.agent_version.clone());
@@ -955,8 +987,8 @@ impl NetTask {
                         self.peer(peer).bytes_in += codec::framed_len(request.len());
                         let handle = self.handle.clone();
                         tokio::spawn(async move {
-                            let (body, name) = sync::serve(&handle, peer, &request).await;
-                            if let Some(name) = name {
+                            let (body, served) = sync::serve(&handle, peer, &request).await;
+                            if let Some(name) = served {
                                 // The peer ran a round with us: that is a sync too.
                                 handle.served(peer, name).await;
                             }
@@ -1001,7 +1033,7 @@ impl NetTask {
 }
 
 impl NetHandle {
-    pub(crate) async fn served(&self, peer: PeerId, name: String) {
+    pub(crate) async fn served(&self, peer: PeerId, name: Option<String>) {
         self.send(Command::Served { peer, name }).await
     }
 }

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail};
 use automerge::ChangeHash;
 use hubcat_protocol::sync::{
-    self as wire, doc_key, DocChanges, DocReply, DocSet, Gossip, SyncRequest, SyncResponse, Want,
-    WireChange,
+    self as wire, doc_key, ActorSeq, DocChanges, DocReply, DocSet, Gossip, SyncRequest,
+    SyncResponse, Want, WireChange,
 };
 use hubcat_protocol::{DocId, SignedChange};
 use libp2p::gossipsub::MessageAcceptance;
@@ -69,6 +69,27 @@ async fn doc_set(cat: &Arc<Catalogue>) -> anyhow::Result<DocSet> {
     blocking(move || DocSet::new(cat.doc_heads())).await
 }
 
+/// What we ask of `doc`: our heads and our clock (both empty when we lack it).
+fn want_of(cat: &Catalogue, doc: &DocId) -> Want {
+    Want {
+        key: doc_key(doc),
+        heads: wire::wire_hashes(&cat.doc_heads_of(doc)),
+        clock: cat
+            .doc_clock(doc)
+            .into_iter()
+            .map(|(actor, seq)| ActorSeq { actor, seq })
+            .collect(),
+    }
+}
+
+/// The client's clock from the wire.
+fn clock_of(want: &Want) -> Vec<(Vec<u8>, u64)> {
+    want.clock
+        .iter()
+        .map(|a| (a.actor.clone(), a.seq))
+        .collect()
+}
+
 /// One request and its response, counted in the report.
 async fn call(
     handle: &NetHandle,
@@ -108,12 +129,14 @@ pub async fn run_session(handle: &NetHandle, peer: PeerId) -> anyhow::Result<Ses
             bail!("reconciliation with {peer} did not finish in {MAX_RECONCILE_ROUNDS} rounds");
         }
         let request = SyncRequest::Reconcile {
-            name: shared.config.hub_name.clone(),
+            name: shared.name_for(peer),
             ranges,
         };
         match call(handle, peer, &request, &mut report).await? {
             SyncResponse::Reconcile { name, replies } => {
-                report.peer_name = Some(name.chars().take(MAX_NAME).collect());
+                if let Some(name) = name {
+                    report.peer_name = Some(name.chars().take(MAX_NAME).collect());
+                }
                 let cmp = set.compare(&replies);
                 ranges = cmp.next;
                 wants.extend(cmp.wants);
@@ -123,7 +146,19 @@ pub async fn run_session(handle: &NetHandle, peer: PeerId) -> anyhow::Result<Ses
         }
     }
 
-    // 2. Fetch what we lack.
+    // 2. Fetch what we lack. Wants for documents we have carry our clock, so a peer that does
+    //    not know our heads (we hold changes it lacks) still sends only what we lack.
+    let cat2 = cat.clone();
+    let mut wants = blocking(move || {
+        wants
+            .into_iter()
+            .map(|w| match set.get(w.key) {
+                Some((doc, _)) if !w.heads.is_empty() => want_of(&cat2, doc),
+                _ => w,
+            })
+            .collect::<Vec<_>>()
+    })
+    .await?;
     let mut peer_heads: BTreeMap<DocId, Vec<ChangeHash>> = BTreeMap::new();
     let mut exchanges = 0;
     while !wants.is_empty() {
@@ -164,29 +199,34 @@ pub async fn run_session(handle: &NetHandle, peer: PeerId) -> anyhow::Result<Ses
         if !more {
             break;
         }
-        // Ask again for the rest, from our new heads.
+        // Ask again for the rest: the documents the response reached whose heads still differ
+        // from the peer's, from our new heads; then the wants it did not reach, as they were.
         let before: Vec<Want> = std::mem::take(&mut wants);
+        let answered: HashSet<u64> = seen.iter().map(doc_key).collect();
         let cat2 = cat.clone();
-        let heads = blocking(move || {
-            seen.into_iter()
-                .map(|d| {
-                    let h = cat2.doc_heads_of(&d);
-                    (d, h)
-                })
+        let targets: Vec<(DocId, Vec<ChangeHash>)> = seen
+            .into_iter()
+            .filter_map(|d| peer_heads.get(&d).map(|h| (d, h.clone())))
+            .collect();
+        let mut next = blocking(move || {
+            targets
+                .into_iter()
+                .map(|(doc, theirs)| (want_of(&cat2, &doc), theirs))
+                .filter(|(want, theirs)| !same_set(&wire::change_hashes(&want.heads), theirs))
+                .map(|(want, _)| want)
                 .collect::<Vec<_>>()
         })
         .await?;
-        wants = heads
-            .into_iter()
-            .filter(|(doc, h)| peer_heads.get(doc).is_some_and(|ph| !same_set(ph, h)))
-            .map(|(doc, h)| Want {
-                key: doc_key(&doc),
-                heads: wire::wire_hashes(&h),
-            })
-            .collect();
-        if wants == before {
+        next.extend(
+            before
+                .iter()
+                .filter(|w| !answered.contains(&w.key))
+                .cloned(),
+        );
+        if next == before {
             bail!("exchange with {peer} makes no progress");
         }
+        wants = next;
     }
 
     // 3. Push what the peer lacks: whole documents it does not have, and changes after its
@@ -203,7 +243,7 @@ pub async fn run_session(handle: &NetHandle, peer: PeerId) -> anyhow::Result<Ses
             if !cat2.has_all(&doc, &heads) {
                 continue;
             }
-            if let Some(cs) = cat2.changes_since(&doc, &heads, budget) {
+            if let Some(cs) = cat2.changes_since(&doc, &heads, &[], budget) {
                 if !cs.changes.is_empty() {
                     out.push(DocChanges {
                         changes: cs.changes.iter().map(WireChange::of).collect(),
@@ -282,9 +322,12 @@ fn refused(reason: impl Into<String>) -> Vec<u8> {
     })
 }
 
-/// Answer one sync request from `peer`. Returns the encoded response and, for a reconcile,
-/// the hub name the peer gave.
-pub async fn serve(handle: &NetHandle, peer: PeerId, body: &[u8]) -> (Vec<u8>, Option<String>) {
+/// What answering a request tells the network task: for a reconcile, `Some` (the peer ran a
+/// round with us) with the hub name the peer gave, if it gave one.
+type Served = Option<Option<String>>;
+
+/// Answer one sync request from `peer`. Returns the encoded response and what it tells.
+pub async fn serve(handle: &NetHandle, peer: PeerId, body: &[u8]) -> (Vec<u8>, Served) {
     let shared = handle.shared().clone();
     let request: SyncRequest = match wire::decode(body, shared.config.max_message_bytes) {
         Ok(r) => r,
@@ -307,7 +350,7 @@ async fn answer(
     handle: &NetHandle,
     peer: PeerId,
     request: SyncRequest,
-) -> anyhow::Result<(Vec<u8>, Option<String>)> {
+) -> anyhow::Result<(Vec<u8>, Served)> {
     let shared = handle.shared().clone();
     let cat = &shared.catalogue;
     match request {
@@ -318,10 +361,10 @@ async fn answer(
             let set = doc_set(cat).await?;
             let replies = set.answer(&ranges, MAX_RANGES);
             let body = wire::encode(&SyncResponse::Reconcile {
-                name: shared.config.hub_name.clone(),
+                name: shared.name_for(peer),
                 replies,
             });
-            Ok((body, Some(name.chars().take(MAX_NAME).collect())))
+            Ok((body, Some(name.map(|n| n.chars().take(MAX_NAME).collect()))))
         }
         SyncRequest::Exchange { wants } => {
             if wants.len() > MAX_WANTS {
@@ -346,7 +389,7 @@ async fn answer(
                         break;
                     }
                     let have = wire::change_hashes(&want.heads);
-                    if let Some(cs) = cat.changes_since(doc, &have, left) {
+                    if let Some(cs) = cat.changes_since(doc, &have, &clock_of(&want), left) {
                         let size: usize = cs
                             .changes
                             .iter()
@@ -442,13 +485,8 @@ async fn fetch_doc(handle: &NetHandle, peer: PeerId, doc: DocId) -> anyhow::Resu
     for _ in 0..MAX_EXCHANGE_ROUNDS {
         let cat2 = cat.clone();
         let d = doc.clone();
-        let heads = blocking(move || cat2.doc_heads_of(&d)).await?;
-        let request = SyncRequest::Exchange {
-            wants: vec![Want {
-                key: doc_key(&doc),
-                heads: wire::wire_hashes(&heads),
-            }],
-        };
+        let want = blocking(move || want_of(&cat2, &d)).await?;
+        let request = SyncRequest::Exchange { wants: vec![want] };
         let SyncResponse::Exchange { docs, more } =
             call(handle, peer, &request, &mut report).await?
         else {
