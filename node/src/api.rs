@@ -208,6 +208,8 @@ pub struct StatusBody {
     pub peers: usize,
     /// This node's libp2p peer id (the hub key) and listen addresses.
     pub peer_id: Option<String>,
+    /// The federation this node talks in: its genesis id, or `p2p.federation`.
+    pub federation: Option<String>,
     pub listen: Vec<String>,
     /// Last sync per peer, unix ms.
     pub sync: Vec<PeerSync>,
@@ -260,6 +262,7 @@ async fn status(State(s): State<ApiState>) -> Result<Json<StatusBody>, ApiError>
         digest: st.digest,
         peers: peer_list.iter().filter(|p| p.connected).count(),
         peer_id: s.net.as_ref().map(|n| n.peer_id.to_string()),
+        federation: s.net.as_ref().map(|n| n.shared().config.federation.clone()),
         listen,
         sync: peer_list
             .into_iter()

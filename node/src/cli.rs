@@ -62,6 +62,9 @@ pub enum Command {
         country: String,
         #[command(flatten)]
         addrs: AddrArgs,
+        /// Join the federation of this genesis file (its founder signatures must all verify).
+        #[arg(long)]
+        genesis: Option<PathBuf>,
     },
     /// Run the node until SIGINT or SIGTERM.
     Run {
@@ -130,6 +133,11 @@ pub enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Federation genesis: create one, sign it as a founder, join one.
+    Federation {
+        #[command(subcommand)]
+        command: crate::federation::FederationCommand,
+    },
     /// Configuration reference.
     Config {
         #[command(subcommand)]
@@ -197,8 +205,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             name,
             country,
             addrs,
+            genesis,
         } => {
             let dd = DataDir::new(&dir.data_dir);
+            // Checked before anything is created: a refused genesis leaves no hub behind.
+            let genesis = genesis.map(|g| crate::federation::check(&g)).transpose()?;
             let key = dd.init(&InitOptions {
                 name,
                 country,
@@ -206,6 +217,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 listen: addrs.listen,
                 bootstrap: addrs.bootstrap,
             })?;
+            if let Some((g, id)) = &genesis {
+                crate::federation::adopt(&dd, g, id)?;
+            }
             if json {
                 print_json(&serde_json::json!({
                     "did": key.id().to_did(),
@@ -430,6 +444,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
         }
+        Command::Federation { command } => crate::federation::dispatch(command, json),
         Command::Key {
             command: KeyCommand::Show { dir },
         } => {

@@ -4,6 +4,7 @@
 //! - [`engine`]: the catalogue: per-hub Automerge documents fed by verified signed changes,
 //!   and the materialised view queries read;
 //! - [`datadir`]: a node's data directory (config, key, token, store);
+//! - [`federation`]: the federation's genesis in the data directory, `hubcat federation …`;
 //! - [`net`]: the libp2p network task, gossip and anti-entropy sync;
 //! - [`api`]: the HTTP JSON API;
 //! - [`node`]: starting and stopping a node (used by `hubcat run`, the demo and the tests);
@@ -13,6 +14,7 @@ pub mod cli;
 pub mod datadir;
 pub mod demo;
 pub mod engine;
+pub mod federation;
 pub mod net;
 pub mod node;
 pub mod store;

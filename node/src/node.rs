@@ -31,7 +31,11 @@ pub struct RunningNode {
 /// Open the node in `data_dir` with `config` and start serving.
 pub async fn start(data_dir: &DataDir, config: &Config) -> anyhow::Result<RunningNode> {
     let key = data_dir.load_key()?;
-    let net_config = NetConfig::from_config(config)?;
+    let mut net_config = NetConfig::from_config(config)?;
+    if let Some((genesis, id)) = crate::federation::load(data_dir)? {
+        tracing::info!(federation = %id, name = %genesis.name, "member of a federation genesis");
+        net_config.federation = id;
+    }
     let token = data_dir.load_token()?;
     let store_path = data_dir.store_path();
     let net_key = net::keypair(&key)?;

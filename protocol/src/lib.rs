@@ -8,6 +8,8 @@
 //! - [`codec`]: the versioned binary encoding for stored and wire values.
 //! - [`bundle`]: the offline-verifiable export of records with their signed history.
 //! - [`sync`]: gossip and anti-entropy messages, and the range reconciliation of documents.
+//! - [`genesis`]: a federation's founding agreement, signed by every founder; its hash names
+//!   the federation.
 //!
 //! The node crate drives these with sockets, tasks and storage; nothing here blocks or
 //! touches the network, so every rule can be tested (and fuzzed) as a pure function.
@@ -15,6 +17,7 @@
 pub mod bundle;
 pub mod change;
 pub mod codec;
+pub mod genesis;
 pub mod identity;
 pub mod layout;
 pub mod record;

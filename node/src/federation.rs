@@ -1,0 +1,220 @@
+//! Federation membership on the node's side: the genesis file in the data directory and the
+//! `hubcat federation …` commands that create, sign and join one.
+//!
+//! A node that holds a verified `DIR/genesis.json` belongs to that federation: the genesis id
+//! names its gossip topic and protocols (instead of `p2p.federation`), so it talks only to
+//! nodes of the same federation. A genesis whose founder signatures do not all verify is
+//! refused by `join`, by `init --genesis` and at start.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context as _};
+use clap::Subcommand;
+use hubcat_protocol::genesis::Genesis;
+use serde_json::json;
+
+use crate::cli::DataDirArg;
+use crate::datadir::DataDir;
+
+/// Where a data directory keeps its federation's genesis.
+pub fn genesis_path(dir: &DataDir) -> PathBuf {
+    dir.root().join("genesis.json")
+}
+
+fn read_genesis(path: &Path) -> anyhow::Result<Genesis> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("cannot read genesis {}", path.display()))?;
+    Genesis::from_json(&bytes).map_err(|e| anyhow!("{}: {e}", path.display()))
+}
+
+/// The data directory's federation, verified: `None` when it joined none.
+pub fn load(dir: &DataDir) -> anyhow::Result<Option<(Genesis, String)>> {
+    let path = genesis_path(dir);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let genesis = read_genesis(&path)?;
+    let id = genesis.verify().map_err(|e| {
+        anyhow!(
+            "{}: {e}; this node cannot run in a federation whose genesis does not verify",
+            path.display()
+        )
+    })?;
+    Ok(Some((genesis, id)))
+}
+
+/// Read a genesis file and check every founder signature; returns it with its id.
+pub fn check(file: &Path) -> anyhow::Result<(Genesis, String)> {
+    let genesis = read_genesis(file)?;
+    let id = genesis
+        .verify()
+        .map_err(|e| anyhow!("refusing genesis {}: {e}", file.display()))?;
+    Ok((genesis, id))
+}
+
+/// Join the federation of the genesis in `file`: refuses a genesis whose founder signatures do
+/// not all verify, and a data directory that already belongs to another federation. Returns
+/// the federation id.
+pub fn join(dir: &DataDir, file: &Path) -> anyhow::Result<String> {
+    if !dir.key_path().exists() {
+        bail!(
+            "{} is not a hubcat data directory (no hub.key); create one with `hubcat init`",
+            dir.root().display()
+        );
+    }
+    let (genesis, id) = check(file)?;
+    adopt(dir, &genesis, &id)?;
+    Ok(id)
+}
+
+/// Keep a verified genesis in the data directory.
+pub fn adopt(dir: &DataDir, genesis: &Genesis, id: &str) -> anyhow::Result<()> {
+    if let Some((_, current)) = load(dir)? {
+        if current != id {
+            bail!(
+                "{} already belongs to federation {current}; a node belongs to one federation",
+                dir.root().display()
+            );
+        }
+    }
+    let path = genesis_path(dir);
+    std::fs::write(&path, genesis.to_json())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FederationCommand {
+    /// Write a new genesis (unsigned) for founders to sign: name, founder hubs, quorum.
+    Create {
+        /// Federation name: lowercase letters, digits and dashes.
+        #[arg(long)]
+        name: String,
+        /// A founding hub's did (repeat for each founder).
+        #[arg(long = "founder", required = true)]
+        founders: Vec<String>,
+        /// Endorsements needed to admit a hub (and votes to suspend or reinstate one).
+        #[arg(long)]
+        quorum: u32,
+        /// Write the genesis here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Add this hub's signature to a genesis file (the hub must be a founder).
+    SignGenesis {
+        #[command(flatten)]
+        dir: DataDirArg,
+        file: PathBuf,
+    },
+    /// Join the federation of a genesis file whose founder signatures all verify.
+    Join {
+        #[command(flatten)]
+        dir: DataDirArg,
+        file: PathBuf,
+    },
+    /// Show this node's federation: id, name, founders, quorum.
+    Show {
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+}
+
+pub fn dispatch(command: FederationCommand, json: bool) -> anyhow::Result<()> {
+    match command {
+        FederationCommand::Create {
+            name,
+            founders,
+            quorum,
+            out,
+        } => {
+            let created = hubcat_protocol::record::format_timestamp(hubcat_protocol::now_ms());
+            let genesis = Genesis::new(&name, &founders, quorum, &created)?;
+            let text = genesis.to_json();
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, &text)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    if json {
+                        println!("{}", json!({"file": path, "id": genesis.id()}));
+                    } else {
+                        println!(
+                            "genesis of {} written to {}; each founder signs it with `hubcat federation sign-genesis --data-dir DIR {}`",
+                            genesis.id(),
+                            path.display(),
+                            path.display()
+                        );
+                    }
+                }
+                None => println!("{text}"),
+            }
+            Ok(())
+        }
+        FederationCommand::SignGenesis { dir, file } => {
+            let dir = DataDir::new(dir.data_dir);
+            let key = dir.load_key()?;
+            let mut genesis = read_genesis(&file)?;
+            genesis.sign(&key)?;
+            std::fs::write(&file, genesis.to_json())
+                .with_context(|| format!("cannot write {}", file.display()))?;
+            let missing = genesis.missing_signatures();
+            if json {
+                println!(
+                    "{}",
+                    json!({"id": genesis.id(), "signed_by": key.id().to_did(), "missing": missing})
+                );
+            } else if missing.is_empty() {
+                println!(
+                    "signed; every founder has signed {}: hubs join with `hubcat federation join --data-dir DIR {}`",
+                    genesis.id(),
+                    file.display()
+                );
+            } else {
+                println!(
+                    "signed as {}; still to sign: {}",
+                    key.id().to_did(),
+                    missing.join(", ")
+                );
+            }
+            Ok(())
+        }
+        FederationCommand::Join { dir, file } => {
+            let dir = DataDir::new(dir.data_dir);
+            let id = join(&dir, &file)?;
+            if json {
+                println!("{}", json!({"federation": id}));
+            } else {
+                println!("joined federation {id}; restart the node (`hubcat run`) to use it");
+            }
+            Ok(())
+        }
+        FederationCommand::Show { dir } => {
+            let dir = DataDir::new(dir.data_dir);
+            match load(&dir)? {
+                Some((g, id)) => {
+                    if json {
+                        println!(
+                            "{}",
+                            json!({"id": id, "name": g.name, "founders": g.founders,
+                                   "quorum": g.quorum, "created": g.created})
+                        );
+                    } else {
+                        println!(
+                            "federation {id}\nname     {}\nquorum   {}\ncreated  {}",
+                            g.name, g.quorum, g.created
+                        );
+                        for f in &g.founders {
+                            println!("founder  {f}");
+                        }
+                    }
+                }
+                None => {
+                    if json {
+                        println!("{}", json!({"id": null}));
+                    } else {
+                        println!("this node has joined no federation genesis (it uses p2p.federation from its config)");
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}
