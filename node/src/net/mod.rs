@@ -49,6 +49,8 @@ const APP_PENALTY: f64 = 10.0;
 /// is closed as dead.
 const PING_INTERVAL: Duration = Duration::from_secs(5);
 const PING_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a dial of an unpinned bootstrap address may stay unanswered before it is retried.
+const UNPINNED_REDIAL: Duration = Duration::from_secs(15);
 
 /// The network's part of the configuration, parsed.
 #[derive(Debug, Clone)]
@@ -563,8 +565,9 @@ struct UnpinnedBootstrap {
     addr: Multiaddr,
     /// The peer that answered last time.
     peer: Option<PeerId>,
-    /// The dial in flight.
-    dialing: Option<libp2p::swarm::ConnectionId>,
+    /// The dial in flight and when it began (a SYN to an address that went away can hang for
+    /// minutes: after [`UNPINNED_REDIAL`] the address is dialled again).
+    dialing: Option<(libp2p::swarm::ConnectionId, std::time::Instant)>,
 }
 
 fn unix_ms(t: SystemTime) -> i64 {
@@ -617,7 +620,10 @@ impl NetTask {
         for i in 0..self.unpinned.len() {
             let entry = &self.unpinned[i];
             let up = entry.peer.is_some_and(|p| self.swarm.is_connected(&p));
-            if up || entry.dialing.is_some() {
+            let in_flight = entry
+                .dialing
+                .is_some_and(|(_, since)| since.elapsed() < UNPINNED_REDIAL);
+            if up || in_flight {
                 continue;
             }
             let opts = libp2p::swarm::dial_opts::DialOpts::unknown_peer_id()
@@ -626,7 +632,7 @@ impl NetTask {
             let id = opts.connection_id();
             let addr = entry.addr.clone();
             match self.swarm.dial(opts) {
-                Ok(()) => self.unpinned[i].dialing = Some(id),
+                Ok(()) => self.unpinned[i].dialing = Some((id, std::time::Instant::now())),
                 Err(e) => tracing::debug!(%addr, error = %e, "dial of bootstrap address failed"),
             }
         }
@@ -640,7 +646,7 @@ impl NetTask {
     ) {
         let mut learned = None;
         for entry in &mut self.unpinned {
-            if entry.dialing == Some(connection) {
+            if entry.dialing.is_some_and(|(id, _)| id == connection) {
                 entry.dialing = None;
                 if let Some(p) = peer {
                     if entry.peer != Some(p) {
