@@ -79,7 +79,13 @@ pub static OPTIONS: &[OptionSpec] = &[
         key: "p2p.bootstrap",
         kind: Kind::List,
         default: "[]",
-        doc: "Peers to dial at start, as multiaddrs ending in /p2p/<peer-id>.",
+        doc: "Peers to dial at start, as multiaddrs ending in /p2p/<peer-id> (e.g. /dns4/hub.example.org/tcp/7071/p2p/12D3KooW…). Without p2p.bootstrap_unpinned, an address without /p2p/ is refused.",
+    },
+    OptionSpec {
+        key: "p2p.bootstrap_unpinned",
+        kind: Kind::Bool,
+        default: "false",
+        doc: "Also accept p2p.bootstrap addresses without /p2p/<peer-id> (e.g. /dns4/hub2/tcp/7071): the node dials them and learns the peer id from the peer's own key in the Noise handshake. Records stay safe (every change is verified against its hub's signature), but whoever answers at that address becomes a peer, so use this only on a network you control, such as a compose or cluster network; across the internet, pin peer ids.",
     },
     OptionSpec {
         key: "p2p.federation",
@@ -174,6 +180,7 @@ pub struct ApiSection {
 pub struct P2pSection {
     pub listen: Vec<String>,
     pub bootstrap: Vec<String>,
+    pub bootstrap_unpinned: bool,
     pub federation: String,
     pub mdns: bool,
     pub max_peers: u64,
@@ -432,6 +439,17 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
             }
         }
     }
+    if !c.p2p.bootstrap_unpinned {
+        if let Some(addr) = c.p2p.bootstrap.iter().find(|a| !a.contains("/p2p/")) {
+            return Err(bad(
+                "p2p.bootstrap",
+                format!(
+                    "`{addr}` does not end in /p2p/<peer-id> (the peer's id: `hubcat key show` on that hub); \
+                     on a network you control, set p2p.bootstrap_unpinned = true to learn it on connect"
+                ),
+            ));
+        }
+    }
     let fed_ok = !c.p2p.federation.is_empty()
         && c.p2p.federation.len() <= 64
         && c.p2p
@@ -627,6 +645,55 @@ mod tests {
         .expect("valid");
         assert_eq!(r.config.p2p.bootstrap.len(), 2);
         assert_eq!(r.ignored_env, vec!["HUBCAT_API_LISTN".to_string()]);
+    }
+
+    #[test]
+    fn bootstrap_without_peer_id_needs_the_explicit_option() {
+        let unpinned = env(&[("HUBCAT_P2P_BOOTSTRAP", "/dns4/hub2/tcp/7071")]);
+        let err = resolve(&Sources {
+            env: unpinned.clone(),
+            ..Default::default()
+        })
+        .expect_err("refused without the option");
+        assert!(err.to_string().contains("p2p.bootstrap_unpinned"), "{err}");
+        let mut allowed = unpinned;
+        allowed.insert("HUBCAT_P2P_BOOTSTRAP_UNPINNED".into(), "true".into());
+        let r = resolve(&Sources {
+            env: allowed,
+            ..Default::default()
+        })
+        .expect("accepted with the option");
+        assert!(r.config.p2p.bootstrap_unpinned);
+        assert_eq!(
+            r.config.p2p.bootstrap,
+            vec!["/dns4/hub2/tcp/7071".to_string()]
+        );
+    }
+
+    /// The operator guide's configuration reference is this crate's, not a copy:
+    /// `deploy/gen-config-reference.sh` (`HUBCAT_WRITE_REFERENCE=1`) regenerates it.
+    #[test]
+    fn deploy_readme_reference_is_the_generated_one() {
+        const START: &str = "<!-- config-reference:start -->\n";
+        const END: &str = "<!-- config-reference:end -->";
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/README.md");
+        let text = std::fs::read_to_string(path).expect("deploy/README.md");
+        let (Some(start), Some(end)) = (text.find(START), text.find(END)) else {
+            panic!("deploy/README.md lacks the config-reference markers");
+        };
+        let body_start = start + START.len();
+        assert!(body_start <= end, "config-reference markers out of order");
+        let wanted = reference_markdown();
+        if std::env::var_os("HUBCAT_WRITE_REFERENCE").is_some() {
+            let updated = format!("{}{wanted}{}", &text[..body_start], &text[end..]);
+            std::fs::write(path, updated).expect("write deploy/README.md");
+            return;
+        }
+        assert_eq!(
+            &text[body_start..end],
+            wanted,
+            "deploy/README.md's configuration reference is out of date: run deploy/gen-config-reference.sh"
+        );
     }
 
     /// `HUBCAT_WRITE_EXAMPLE=1 cargo test -p hubcat-config` regenerates the committed example.

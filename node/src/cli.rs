@@ -75,6 +75,36 @@ pub enum Command {
         /// Override log.format: human or json.
         #[arg(long)]
         log_format: Option<String>,
+        /// Read the configuration from this file instead of DIR/hubcat.toml.
+        #[arg(long, env = "HUBCAT_CONFIG")]
+        config: Option<PathBuf>,
+        /// Create the hub first if the directory holds none (name and country from
+        /// hub.name / hub.country, e.g. HUBCAT_HUB_NAME, HUBCAT_HUB_COUNTRY). An existing hub
+        /// is never touched: safe on every start of a container.
+        #[arg(long)]
+        init_if_missing: bool,
+    },
+    /// Check the running node: exit 0 when it is ready (/readyz), 1 with the reason when not.
+    /// With --live, only whether it answers (/healthz). Used as the container healthcheck.
+    Health {
+        #[command(flatten)]
+        dir: DataDirArg,
+        #[arg(long)]
+        live: bool,
+    },
+    /// Write a consistent, verified backup of the catalogue to OUT (works while the node runs;
+    /// holds no secret: back up hub.key and api.token separately).
+    Backup {
+        #[command(flatten)]
+        dir: DataDirArg,
+        out: PathBuf,
+    },
+    /// Replace the node's store with a backup (node stopped). The node then signs with a new
+    /// Automerge actor; the old store is kept beside the new one.
+    Restore {
+        #[command(flatten)]
+        dir: DataDirArg,
+        file: PathBuf,
     },
     /// Sign and publish a record (JSON or TOML file, `-` for standard input). Prints its id.
     Publish {
@@ -244,17 +274,27 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             dir,
             addrs,
             log_format,
+            config,
+            init_if_missing,
         } => {
-            let dd = DataDir::new(&dir.data_dir);
+            let dd = DataDir::new(&dir.data_dir).with_config(config);
             let mut flags =
                 crate::datadir::addr_flags(addrs.api.as_deref(), &addrs.listen, &addrs.bootstrap);
             if let Some(f) = log_format {
                 flags.push(("log.format", toml::Value::String(f)));
             }
+            let mut created = None;
+            if init_if_missing {
+                let wanted = dd.load_config(env_map(), flags.clone())?.config;
+                created = crate::ops::init_if_missing(&dd, &wanted.hub.name, &wanted.hub.country)?;
+            }
             // Check the key before anything else: a readable key file must stop the start.
             dd.load_key()?;
             let resolved = dd.load_config(env_map(), flags)?;
             init_logging(&resolved.config.log);
+            if let Some(did) = created {
+                tracing::info!(%did, dir = %dd.root().display(), "created the hub (key and API token mode 0600)");
+            }
             for name in &resolved.ignored_env {
                 tracing::warn!(variable = %name, "environment variable is not a hubcat option; ignored");
             }
@@ -265,7 +305,64 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 node.api_addr
             );
             crate::node::shutdown_signal().await;
-            node.shutdown().await
+            tracing::info!("stopping (a second SIGINT or SIGTERM stops at once)");
+            tokio::select! {
+                stopped = tokio::time::timeout(crate::node::SHUTDOWN_BUDGET, node.shutdown()) => match stopped {
+                    Ok(result) => result,
+                    Err(_) => {
+                        tracing::warn!("shutdown took longer than {:?}; exiting (acknowledged writes are durable)", crate::node::SHUTDOWN_BUDGET);
+                        Ok(())
+                    }
+                },
+                _ = crate::node::shutdown_signal() => {
+                    tracing::warn!("second signal: exiting without finishing the shutdown");
+                    Ok(())
+                }
+            }
+        }
+        Command::Health { dir, live } => {
+            let v = crate::ops::probe(&dir.data_dir, live).await?;
+            if json {
+                print_json(&v)
+            } else {
+                println!("{}", if live { "alive" } else { "ready" });
+                Ok(())
+            }
+        }
+        Command::Backup { dir, out } => {
+            let dd = DataDir::new(&dir.data_dir);
+            let r = crate::backup::backup(&dd, &out).await?;
+            if json {
+                print_json(&r)
+            } else {
+                println!(
+                    "backup {}: {} records, {} signed changes from {} publishers, {} bytes (verified; taken from the {})",
+                    r.file.display(),
+                    r.records,
+                    r.changes,
+                    r.publishers,
+                    r.bytes,
+                    if r.source == "node" { "running node" } else { "store, node stopped" }
+                );
+                Ok(())
+            }
+        }
+        Command::Restore { dir, file } => {
+            let dd = DataDir::new(&dir.data_dir);
+            let r =
+                tokio::task::spawn_blocking(move || crate::backup::restore(&dd, &file)).await??;
+            if json {
+                print_json(&r)
+            } else {
+                println!(
+                    "restored {} records ({} signed changes, {} publishers); the node will sign with a new actor",
+                    r.records, r.changes, r.publishers
+                );
+                if let Some(p) = &r.previous_store {
+                    println!("previous store kept at {}", p.display());
+                }
+                Ok(())
+            }
         }
         Command::Publish { dir, file } => {
             let client = Client::for_dir(&dir.data_dir)?;

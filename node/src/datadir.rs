@@ -75,6 +75,9 @@ pub fn addr_flags(
 #[derive(Debug, Clone)]
 pub struct DataDir {
     root: PathBuf,
+    /// A configuration file used instead of DIR/hubcat.toml (`--config`, `HUBCAT_CONFIG`),
+    /// e.g. one mounted read-only into a container.
+    config: Option<PathBuf>,
 }
 
 /// What `hubcat init` was asked for.
@@ -89,14 +92,27 @@ pub struct InitOptions {
 
 impl DataDir {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        DataDir { root: root.into() }
+        DataDir {
+            root: root.into(),
+            config: None,
+        }
+    }
+
+    /// Read the configuration from `path` instead of DIR/hubcat.toml (`init` still writes
+    /// its file in the directory).
+    pub fn with_config(mut self, path: Option<PathBuf>) -> Self {
+        self.config = path;
+        self
     }
 
     pub fn root(&self) -> &Path {
         &self.root
     }
+    /// The configuration file the node reads.
     pub fn config_path(&self) -> PathBuf {
-        self.root.join(CONFIG_FILE)
+        self.config
+            .clone()
+            .unwrap_or_else(|| self.root.join(CONFIG_FILE))
     }
     pub fn key_path(&self) -> PathBuf {
         self.root.join("hub.key")
@@ -181,7 +197,7 @@ impl DataDir {
             "# hubcat node configuration, written by `hubcat init`.\n# Every option: config/hubcat.example.toml or `hubcat config example`.\n\n{}",
             toml::to_string(&table).unwrap_or_default()
         );
-        write_private(&self.config_path(), text.as_bytes(), false)?;
+        write_private(&self.root.join(CONFIG_FILE), text.as_bytes(), false)?;
         Ok(key)
     }
 
@@ -235,7 +251,8 @@ impl DataDir {
         let path = self.config_path();
         let text = match fs::read_to_string(&path) {
             Ok(t) => Some(t),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            // A file named explicitly must exist; the directory's own file is optional.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.config.is_none() => None,
             Err(e) => return Err(io(&path)(e)),
         };
         let name = path.display().to_string();

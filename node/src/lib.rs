@@ -8,13 +8,18 @@
 //! - [`net`]: the libp2p network task, gossip and anti-entropy sync;
 //! - [`api`]: the HTTP JSON API;
 //! - [`node`]: starting and stopping a node (used by `hubcat run`, the demo and the tests);
+//! - [`metrics`]: Prometheus metrics; [`ops`]: readiness, `hubcat health`, first start in a
+//!   container; [`backup`]: consistent backups and restores with a new actor;
 //! - [`cli`]: the `hubcat` command line and its HTTP client.
 pub mod api;
+pub mod backup;
 pub mod cli;
 pub mod datadir;
 pub mod demo;
 pub mod engine;
 pub mod federation;
+pub mod metrics;
 pub mod net;
 pub mod node;
+pub mod ops;
 pub mod store;

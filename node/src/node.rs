@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use hubcat_config::Config;
@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use crate::api::{self, ApiState};
 use crate::datadir::DataDir;
 use crate::engine::Catalogue;
+use crate::metrics::Metrics;
 use crate::net::{self, NetConfig, NetHandle};
 use crate::store::SledStore;
 
@@ -26,7 +27,14 @@ pub struct RunningNode {
     data_dir: DataDir,
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
+    propagation: tokio::task::JoinHandle<()>,
 }
+
+/// How long a stop may take in all (`docker stop` and systemd wait 10 s by default before
+/// they kill): in-flight API requests get most of it, peers the rest.
+pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(8);
+const API_DRAIN: Duration = Duration::from_secs(5);
+const NET_CLOSE: Duration = Duration::from_secs(2);
 
 /// Open the node in `data_dir` with `config` and start serving.
 pub async fn start(data_dir: &DataDir, config: &Config) -> anyhow::Result<RunningNode> {
@@ -45,7 +53,8 @@ pub async fn start(data_dir: &DataDir, config: &Config) -> anyhow::Result<Runnin
     })
     .await??;
     let catalogue = Arc::new(catalogue);
-    let (net, net_task) = if net_config.listen.is_empty() && net_config.bootstrap.is_empty() {
+    let needs_peer = net_config.has_bootstrap();
+    let (net, net_task) = if net_config.listen.is_empty() && !net_config.has_bootstrap() {
         (None, None)
     } else {
         let (handle, task) = net::spawn(net_key, catalogue.clone(), net_config).await?;
@@ -65,7 +74,20 @@ pub async fn start(data_dir: &DataDir, config: &Config) -> anyhow::Result<Runnin
         started: Instant::now(),
         net: net.clone(),
     };
-    let app = api::router(state, config.api.max_body_bytes as usize);
+    let metrics = Arc::new(Metrics::new());
+    let propagation = crate::metrics::spawn_propagation(metrics.clone(), &catalogue);
+    let ops = crate::ops::OpsState {
+        catalogue: catalogue.clone(),
+        net: net.clone(),
+        needs_peer,
+        metrics: metrics.clone(),
+    };
+    let app = api::router(state, config.api.max_body_bytes as usize)
+        .merge(crate::ops::router(ops))
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            crate::metrics::track_requests,
+        ));
     let (shutdown, mut rx) = watch::channel(false);
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -88,6 +110,7 @@ pub async fn start(data_dir: &DataDir, config: &Config) -> anyhow::Result<Runnin
         data_dir: data_dir.clone(),
         shutdown,
         server,
+        propagation,
     })
 }
 
@@ -97,19 +120,24 @@ impl RunningNode {
     }
 
     /// Stop accepting requests, let in-flight ones finish, close peers, snapshot and flush
-    /// the store.
+    /// the store. Bounded: the API gets [`API_DRAIN`] and the network [`NET_CLOSE`]; every
+    /// acknowledged write is already durable, so what is cut short is only unacknowledged.
     pub async fn shutdown(self) -> anyhow::Result<()> {
+        let started = Instant::now();
         let _ = self.shutdown.send(true);
-        match tokio::time::timeout(std::time::Duration::from_secs(10), self.server).await {
+        match tokio::time::timeout(API_DRAIN, self.server).await {
             Ok(joined) => joined??,
-            Err(_) => tracing::warn!("API did not drain within 10 s; closing anyway"),
+            Err(_) => tracing::warn!(
+                "API requests still running after {API_DRAIN:?}; closing anyway (their writes were not acknowledged)"
+            ),
         }
+        self.propagation.abort();
         if let Some(net) = &self.net {
-            if tokio::time::timeout(std::time::Duration::from_secs(5), net.shutdown())
+            if tokio::time::timeout(NET_CLOSE, net.shutdown())
                 .await
                 .is_err()
             {
-                tracing::warn!("network did not stop within 5 s");
+                tracing::warn!("network did not stop within {NET_CLOSE:?}");
             }
         }
         if let Some(task) = self.net_task {
@@ -118,7 +146,10 @@ impl RunningNode {
         let catalogue = self.catalogue.clone();
         tokio::task::spawn_blocking(move || catalogue.snapshot()).await??;
         self.data_dir.remove_api_addr();
-        tracing::info!("node stopped");
+        tracing::info!(
+            took_ms = started.elapsed().as_millis() as u64,
+            "node stopped"
+        );
         Ok(())
     }
 }

@@ -50,12 +50,21 @@ const COMMAND_QUEUE: usize = 1024;
 const SYNC_VERSION: u32 = 2;
 /// Application score lost per change a peer pushed that failed verification.
 const APP_PENALTY: f64 = 10.0;
+/// How often a connection is pinged, and how long an answer may take before the connection
+/// is closed as dead.
+const PING_INTERVAL: Duration = Duration::from_secs(5);
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a dial of an unpinned bootstrap address may stay unanswered before it is retried.
+const UNPINNED_REDIAL: Duration = Duration::from_secs(15);
 
 /// The network's part of the configuration, parsed.
 #[derive(Debug, Clone)]
 pub struct NetConfig {
     pub listen: Vec<Multiaddr>,
     pub bootstrap: Vec<(PeerId, Multiaddr)>,
+    /// Bootstrap addresses without a peer id (`p2p.bootstrap_unpinned`): dialled as they are,
+    /// the peer's id learned from its key in the handshake.
+    pub bootstrap_unpinned: Vec<Multiaddr>,
     pub federation: String,
     pub mdns: bool,
     pub sync_interval: Duration,
@@ -77,15 +86,26 @@ impl NetConfig {
                     .map_err(|e| anyhow!("p2p.listen: `{a}` is not a valid multiaddr: {e}"))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let bootstrap = config
-            .p2p
-            .bootstrap
-            .iter()
-            .map(|a| parse_peer_addr(a).map_err(|e| anyhow!("p2p.bootstrap: {e}")))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut bootstrap = Vec::new();
+        let mut bootstrap_unpinned = Vec::new();
+        for a in &config.p2p.bootstrap {
+            let addr: Multiaddr = a
+                .parse()
+                .map_err(|e| anyhow!("p2p.bootstrap: `{a}` is not a valid multiaddr: {e}"))?;
+            let pinned = matches!(
+                addr.iter().last(),
+                Some(libp2p::multiaddr::Protocol::P2p(_))
+            );
+            if pinned || !config.p2p.bootstrap_unpinned {
+                bootstrap.push(parse_peer_addr(a).map_err(|e| anyhow!("p2p.bootstrap: {e}"))?);
+            } else {
+                bootstrap_unpinned.push(addr);
+            }
+        }
         Ok(NetConfig {
             listen,
             bootstrap,
+            bootstrap_unpinned,
             federation: config.p2p.federation.clone(),
             mdns: config.p2p.mdns,
             sync_interval: Duration::from_secs(config.sync.interval_secs),
@@ -96,6 +116,11 @@ impl NetConfig {
             timeout: Duration::from_secs(config.sync.timeout_secs),
             hub_name: config.hub.name.clone(),
         })
+    }
+
+    /// Whether any bootstrap peer is configured (pinned or not).
+    pub fn has_bootstrap(&self) -> bool {
+        !self.bootstrap.is_empty() || !self.bootstrap_unpinned.is_empty()
     }
 
     /// The largest sync response we read: the configured change budget plus one change that
@@ -389,6 +414,15 @@ pub async fn spawn(
             tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
         }
     }
+    let unpinned = config
+        .bootstrap_unpinned
+        .iter()
+        .map(|addr| UnpinnedBootstrap {
+            addr: addr.clone(),
+            peer: None,
+            dialing: None,
+        })
+        .collect();
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
     let shared = Arc::new(Shared {
         catalogue: catalogue.clone(),
@@ -409,6 +443,7 @@ pub async fn spawn(
         sessions: 0,
         local: catalogue.subscribe_local(),
         listen: Vec::new(),
+        unpinned,
     };
     let join = tokio::spawn(task.run(rx));
     Ok((handle, join))
@@ -486,7 +521,13 @@ fn build_swarm(
                     identify::Config::new(format!("/hubcat/{federation}/1"), key.public())
                         .with_agent_version(format!("hubcat/{}", env!("CARGO_PKG_VERSION"))),
                 ),
-                ping: ping::Behaviour::default(),
+                // A peer that stops answering (a cut network, a killed host) is noticed within
+                // about 15 s and its connection closed, so it is redialled once reachable.
+                ping: ping::Behaviour::new(
+                    ping::Config::new()
+                        .with_interval(PING_INTERVAL)
+                        .with_timeout(PING_TIMEOUT),
+                ),
                 kad,
                 gossipsub,
                 sync: request_response::Behaviour::with_codec(
@@ -541,6 +582,17 @@ struct NetTask {
     sessions: usize,
     local: tokio::sync::broadcast::Receiver<hubcat_protocol::SignedChange>,
     listen: Vec<Multiaddr>,
+    unpinned: Vec<UnpinnedBootstrap>,
+}
+
+/// A bootstrap address without a peer id, and what dialling it taught us.
+struct UnpinnedBootstrap {
+    addr: Multiaddr,
+    /// The peer that answered last time.
+    peer: Option<PeerId>,
+    /// The dial in flight and when it began (a SYN to an address that went away can hang for
+    /// minutes: after [`UNPINNED_REDIAL`] the address is dialled again).
+    dialing: Option<(libp2p::swarm::ConnectionId, std::time::Instant)>,
 }
 
 fn unix_ms(t: SystemTime) -> i64 {
@@ -551,6 +603,7 @@ fn unix_ms(t: SystemTime) -> i64 {
 
 impl NetTask {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        self.dial_unpinned();
         let interval = self.handle.shared.config.sync_interval;
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -587,7 +640,55 @@ impl NetTask {
         self.peers.entry(peer).or_default()
     }
 
+    /// Dial the unpinned bootstrap addresses whose peer is not connected and not being dialled.
+    fn dial_unpinned(&mut self) {
+        for i in 0..self.unpinned.len() {
+            let entry = &self.unpinned[i];
+            let up = entry.peer.is_some_and(|p| self.swarm.is_connected(&p));
+            let in_flight = entry
+                .dialing
+                .is_some_and(|(_, since)| since.elapsed() < UNPINNED_REDIAL);
+            if up || in_flight {
+                continue;
+            }
+            let opts = libp2p::swarm::dial_opts::DialOpts::unknown_peer_id()
+                .address(entry.addr.clone())
+                .build();
+            let id = opts.connection_id();
+            let addr = entry.addr.clone();
+            match self.swarm.dial(opts) {
+                Ok(()) => self.unpinned[i].dialing = Some((id, std::time::Instant::now())),
+                Err(e) => tracing::debug!(%addr, error = %e, "dial of bootstrap address failed"),
+            }
+        }
+    }
+
+    /// A dial of an unpinned bootstrap address ended: remember who answered.
+    fn unpinned_dial_done(
+        &mut self,
+        connection: libp2p::swarm::ConnectionId,
+        peer: Option<PeerId>,
+    ) {
+        let mut learned = None;
+        for entry in &mut self.unpinned {
+            if entry.dialing.is_some_and(|(id, _)| id == connection) {
+                entry.dialing = None;
+                if let Some(p) = peer {
+                    if entry.peer != Some(p) {
+                        tracing::info!(addr = %entry.addr, peer = %p, "bootstrap address answered");
+                    }
+                    entry.peer = Some(p);
+                    learned = Some((p, entry.addr.clone()));
+                }
+            }
+        }
+        if let Some((p, addr)) = learned {
+            self.swarm.behaviour_mut().kad.add_address(&p, addr);
+        }
+    }
+
     fn on_tick(&mut self) {
+        self.dial_unpinned();
         let connected: HashSet<PeerId> = self.swarm.connected_peers().copied().collect();
         for (peer, addr) in self.handle.shared.config.bootstrap.clone() {
             if !connected.contains(&peer)
@@ -874,8 +975,10 @@ impl NetTask {
                 peer_id,
                 endpoint,
                 num_established,
+                connection_id,
                 ..
             } => {
+                self.unpinned_dial_done(connection_id, Some(peer_id));
                 let addr = endpoint.get_remote_address().clone();
                 let state = self.peer(peer_id);
                 state.connections = num_established.get() as usize;
@@ -906,7 +1009,12 @@ impl NetTask {
                     self.handle.shared.forget_name(&peer_id);
                 }
             }
-            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+            SwarmEvent::OutgoingConnectionError {
+                peer_id,
+                error,
+                connection_id,
+            } => {
+                self.unpinned_dial_done(connection_id, None);
                 tracing::debug!(peer = ?peer_id, error = %error, "outgoing connection failed");
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour(event),
@@ -916,6 +1024,14 @@ impl NetTask {
 
     fn on_behaviour(&mut self, event: BehaviourEvent) {
         match event {
+            BehaviourEvent::Ping(ping::Event {
+                peer,
+                connection,
+                result: Err(error),
+            }) => {
+                tracing::info!(%peer, %error, "peer stopped answering pings; closing the connection");
+                self.swarm.close_connection(connection);
+            }
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 let kad_protocol = self.handle.shared.config.protocol("kad", 1).ok();
                 let speaks_kad = kad_protocol.is_some_and(|k| info.protocols.contains(&k));
