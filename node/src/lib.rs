@@ -5,6 +5,8 @@
 //!   and the materialised view queries read;
 //! - [`datadir`]: a node's data directory (config, key, token, store);
 //! - [`net`]: the libp2p network task, gossip and anti-entropy sync;
+//! - [`search`]: the search index over the whole catalogue (tantivy, in RAM, kept current
+//!   with the engine's changed records), gap analysis, duplicates and matchmaking;
 //! - [`api`]: the HTTP JSON API;
 //! - [`node`]: starting and stopping a node (used by `hubcat run`, the demo and the tests);
 //! - [`cli`]: the `hubcat` command line and its HTTP client.
@@ -15,4 +17,5 @@ pub mod demo;
 pub mod engine;
 pub mod net;
 pub mod node;
+pub mod search;
 pub mod store;
