@@ -278,12 +278,7 @@ impl DocState {
     /// Apply the pending changes to the Automerge document, then re-read into `records` the
     /// slots in `reread`, the slots of changes that were waiting for dependencies, and — if
     /// Automerge did not end where the pending changes predicted — the pending slots.
-    fn settle(
-        &mut self,
-        records: &mut RecordMap,
-        mut reread: BTreeSet<Slot>,
-        all_linear: bool,
-    ) {
+    fn settle(&mut self, records: &mut RecordMap, mut reread: BTreeSet<Slot>, all_linear: bool) {
         let changes = std::mem::take(&mut self.pending);
         let predicted = std::mem::take(&mut self.pending_slots);
         if changes.is_empty() && reread.is_empty() {

@@ -49,11 +49,14 @@ pub async fn start(data_dir: &DataDir, config: &Config) -> anyhow::Result<Runnin
         let catalogue = catalogue.clone();
         let stale_after_days = config.catalogue.stale_after_days;
         let started = Instant::now();
-        let index = tokio::task::spawn_blocking(move || {
-            SearchIndex::open(catalogue, stale_after_days)
-        })
-        .await??;
-        tracing::info!(records = index.len(), took_ms = started.elapsed().as_millis() as u64, "search index built");
+        let index =
+            tokio::task::spawn_blocking(move || SearchIndex::open(catalogue, stale_after_days))
+                .await??;
+        tracing::info!(
+            records = index.len(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "search index built"
+        );
         Arc::new(index)
     };
     let search_task = search.spawn_updater();

@@ -418,7 +418,10 @@ mod tests {
         let before = doc.record(&slot).expect("record");
         doc.confirm(&slot, 5_000_000).expect("confirm");
         let after = doc.record(&slot).expect("record");
-        assert_eq!(after.meta().last_confirmed.as_deref(), Some("1970-01-01T01:23:20Z"));
+        assert_eq!(
+            after.meta().last_confirmed.as_deref(),
+            Some("1970-01-01T01:23:20Z")
+        );
         let mut same = after.clone();
         same.meta_mut().last_confirmed = before.meta().last_confirmed.clone();
         assert_eq!(same, before);

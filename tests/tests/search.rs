@@ -96,7 +96,13 @@ fn service(slug: &str, title: Value, category: &str, area: &[&str], languages: &
            "category": category, "area_served": area, "languages": languages})
 }
 
-fn profile(name: &str, title: &str, country: &str, regions: &[&str], website: Option<&str>) -> Value {
+fn profile(
+    name: &str,
+    title: &str,
+    country: &str,
+    regions: &[&str],
+    website: Option<&str>,
+) -> Value {
     let mut p = json!({"kind": "profile", "name": name, "title": {"en": title},
         "hub_type": "edih", "country": country, "regions": regions});
     if let Some(w) = website {
@@ -132,7 +138,8 @@ fn a_record_published_on_one_hub_is_found_on_the_others_stemmed_and_withdrawals_
     // On C, a Swedish word finds the Swedish description's inflected form (stemming and
     // prefix), and a Spanish plural finds the Spanish singular and vice versa.
     assert!(
-        wait_until(CONVERGE, || slugs(&search(&c, "q=h%C3%A4lsodata")) == ["health-data-testbed"]),
+        wait_until(CONVERGE, || slugs(&search(&c, "q=h%C3%A4lsodata"))
+            == ["health-data-testbed"]),
         "the Swedish record never became searchable on C: {}",
         search(&c, "q=h%C3%A4lsodata")
     );
@@ -140,25 +147,43 @@ fn a_record_published_on_one_hub_is_found_on_the_others_stemmed_and_withdrawals_
     let hit = &found["results"][0];
     assert_eq!(hit["id"], id.as_str());
     assert_eq!(hit["publisher"]["did"], published["publisher"]);
-    assert_eq!(hit["publisher"]["name"], Value::Null, "A published no profile yet");
+    assert_eq!(
+        hit["publisher"]["name"],
+        Value::Null,
+        "A published no profile yet"
+    );
     assert_eq!(hit["provenance"], published["provenance"]);
     assert_eq!(hit["stale"], false);
-    assert!(wait_until(CONVERGE, || search(&c, "q=laboratorio")["total"] == 1));
-    assert_eq!(slugs(&search(&c, "q=laboratorio")), ["hospital-pilot-testing"]);
-    assert_eq!(slugs(&search(&c, "q=laboratorios")), ["hospital-pilot-testing"]);
+    assert!(wait_until(CONVERGE, || search(&c, "q=laboratorio")
+        ["total"]
+        == 1));
+    assert_eq!(
+        slugs(&search(&c, "q=laboratorio")),
+        ["hospital-pilot-testing"]
+    );
+    assert_eq!(
+        slugs(&search(&c, "q=laboratorios")),
+        ["hospital-pilot-testing"]
+    );
     // English stemming: "laboratory" finds "laboratories".
     assert_eq!(slugs(&search(&c, "q=laboratory")), ["hospital-lab-testing"]);
 
     // The requested language ranks first, and titles come in it.
     let es = search(&c, "q=hospital&lang=es");
-    assert_eq!(slugs(&es), ["hospital-pilot-testing", "hospital-lab-testing"]);
+    assert_eq!(
+        slugs(&es),
+        ["hospital-pilot-testing", "hospital-lab-testing"]
+    );
     assert_eq!(
         es["results"][0]["title"],
         "Pruebas piloto en laboratorios hospitalarios"
     );
     assert_eq!(es["results"][0]["title_language"], "es");
     let en = search(&c, "q=hospital&lang=en");
-    assert_eq!(slugs(&en), ["hospital-lab-testing", "hospital-pilot-testing"]);
+    assert_eq!(
+        slugs(&en),
+        ["hospital-lab-testing", "hospital-pilot-testing"]
+    );
     assert_eq!(
         en["results"][1]["title"],
         "Pruebas piloto en laboratorios hospitalarios"
@@ -197,17 +222,26 @@ fn filter_fixture() -> (TestHub, Remote, Remote) {
         &["sv"],
     ));
     let mut gal = Remote::new(21);
-    gal.publish(&hub, profile("GAL", "Galician health living lab", "ES", &["ES11"], None));
+    gal.publish(
+        &hub,
+        profile("GAL", "Galician health living lab", "ES", &["ES11"], None),
+    );
     gal.publish(&hub, sample("galicia-pilots"));
-    gal.publish(&hub, json!({"kind": "practice", "id": "tele-icu",
+    gal.publish(
+        &hub,
+        json!({"kind": "practice", "id": "tele-icu",
         "title": {"es": "UCI a distancia", "en": "Tele-ICU"},
         "description": {"en": "Intensive care specialists support small hospitals remotely."},
         "practice_type": "app", "maturity": "pilot", "countries": ["ES"],
-        "open_to_twinning": false}));
+        "open_to_twinning": false}),
+    );
     let mut thess = Remote::new(22);
-    thess.publish(&hub, json!({"kind": "profile", "name": "THESS",
+    thess.publish(
+        &hub,
+        json!({"kind": "profile", "name": "THESS",
         "title": {"en": "Thessaloniki innovation ecosystem"}, "hub_type": "dih",
-        "country": "GR", "regions": ["EL52"]}));
+        "country": "GR", "regions": ["EL52"]}),
+    );
     thess.publish(&hub, sample("okthess-investor"));
     (hub, gal, thess)
 }
@@ -221,20 +255,44 @@ fn filters_alone_and_combined_facets_pages_and_nuts_prefixes() {
     let cases: &[(&str, &[&str])] = &[
         (
             "kind=service",
-            &["health-data-testbed", "hospital-pilot-testing", "investor-readiness", "sthlm-training"],
+            &[
+                "health-data-testbed",
+                "hospital-pilot-testing",
+                "investor-readiness",
+                "sthlm-training",
+            ],
         ),
         ("kind=practice", &["remote-patient-monitoring", "tele-icu"]),
-        ("category=test-before-invest", &["health-data-testbed", "hospital-pilot-testing"]),
+        (
+            "category=test-before-invest",
+            &["health-data-testbed", "hospital-pilot-testing"],
+        ),
         ("technology=iot", &["hospital-pilot-testing"]),
-        ("technology=iot,big-data", &["health-data-testbed", "hospital-pilot-testing"]),
-        ("sector=health-care", &["health-data-testbed", "hospital-pilot-testing", "profile"]),
+        // The HDS profile names big-data too.
+        (
+            "technology=iot,big-data",
+            &["health-data-testbed", "hospital-pilot-testing", "profile"],
+        ),
+        (
+            "sector=health-care",
+            &["health-data-testbed", "hospital-pilot-testing", "profile"],
+        ),
         // A region counts for its country: EL52 is in Greece (GR in ISO, EL in NUTS).
         ("country=GR", &["investor-readiness", "profile"]),
         ("country=EL", &["investor-readiness", "profile"]),
-        ("country=ES", &["hospital-pilot-testing", "profile", "tele-icu"]),
+        (
+            "country=ES",
+            &["hospital-pilot-testing", "profile", "tele-icu"],
+        ),
         // NUTS prefixes: SE1 holds SE11 and SE110.
-        ("region=SE1", &["health-data-testbed", "profile", "sthlm-training"]),
-        ("region=SE11", &["health-data-testbed", "profile", "sthlm-training"]),
+        (
+            "region=SE1",
+            &["health-data-testbed", "profile", "sthlm-training"],
+        ),
+        (
+            "region=SE11",
+            &["health-data-testbed", "profile", "sthlm-training"],
+        ),
         ("region=SE110", &["sthlm-training"]),
         ("region=EL5", &["investor-readiness", "profile"]),
         ("language=gl", &["hospital-pilot-testing"]),
@@ -243,11 +301,20 @@ fn filters_alone_and_combined_facets_pages_and_nuts_prefixes() {
         ("open_to_twinning=true", &["remote-patient-monitoring"]),
         ("open_to_twinning=false", &["tele-icu"]),
         ("hub_type=dih", &["investor-readiness", "profile"]),
-        ("kind=service&country=SE&category=skills-and-training", &["sthlm-training"]),
-        ("kind=service&region=SE1&technology=big-data", &["health-data-testbed"]),
+        (
+            "kind=service&country=SE&category=skills-and-training",
+            &["sthlm-training"],
+        ),
+        (
+            "kind=service&region=SE1&technology=big-data",
+            &["health-data-testbed"],
+        ),
         ("q=hospital&country=ES&kind=practice", &["tele-icu"]),
         ("q=training&language=sv", &["sthlm-training"]),
-        ("fresh=true&kind=practice", &["remote-patient-monitoring", "tele-icu"]),
+        (
+            "fresh=true&kind=practice",
+            &["remote-patient-monitoring", "tele-icu"],
+        ),
         ("fresh=false", &[]),
     ];
     for (query, expected) in cases {
@@ -291,7 +358,12 @@ fn filters_alone_and_combined_facets_pages_and_nuts_prefixes() {
         .as_array()
         .expect("country facet")
         .iter()
-        .map(|c| (c["value"].as_str().expect("value").to_owned(), c["count"].as_u64().expect("n")))
+        .map(|c| {
+            (
+                c["value"].as_str().expect("value").to_owned(),
+                c["count"].as_u64().expect("n"),
+            )
+        })
         .collect();
     assert_eq!(countries.get("SE"), Some(&4));
     assert_eq!(countries.get("GR"), Some(&2));
@@ -303,7 +375,13 @@ fn filters_alone_and_combined_facets_pages_and_nuts_prefixes() {
         let v = search(&hub, &format!("per_page=2&page={page}"));
         assert_eq!(v["total"], 9);
         assert_eq!(v["pages"], 5);
-        paged.extend(v["results"].as_array().expect("results").iter().map(|r| r["id"].clone()));
+        paged.extend(
+            v["results"]
+                .as_array()
+                .expect("results")
+                .iter()
+                .map(|r| r["id"].clone()),
+        );
     }
     let one_page: Vec<Value> = search(&hub, "per_page=100")["results"]
         .as_array()
@@ -320,6 +398,8 @@ fn bad_parameters_are_refused_by_name_and_change_nothing() {
     let hub = TestHub::start("HDS", "SE").expect("hub");
     let view = hub.publish_ok(&sample("hds-testbed"));
     let id = view["id"].as_str().expect("id").to_owned();
+    let mut other = Remote::new(40);
+    other.publish(&hub, sample("galicia-pilots"));
     let digest = hub.digest();
     let before = search(&hub, "q=testbed");
     let cases: &[(Method, &str, Option<Value>, &str)] = &[
@@ -336,14 +416,49 @@ fn bad_parameters_are_refused_by_name_and_change_nothing() {
         (Method::GET, "/v1/search?publisher=hds", None, "publisher"),
         (Method::GET, "/v1/search?colour=blue", None, "colour"),
         (Method::GET, "/v1/gaps?by=planet", None, "by"),
-        (Method::GET, "/v1/gaps?technology=telepathy", None, "technology"),
+        (
+            Method::GET,
+            "/v1/gaps?technology=telepathy",
+            None,
+            "technology",
+        ),
         (Method::GET, "/v1/duplicates?x=1", None, "x"),
-        (Method::POST, "/v1/match", Some(json!({"country": "SE"})), "need"),
-        (Method::POST, "/v1/match", Some(json!({"need": "AI", "country": "Sweden"})), "country"),
-        (Method::POST, "/v1/match", Some(json!({"need": "AI", "country": "SE", "trl": 12})), "trl"),
-        (Method::POST, "/v1/match", Some(json!({"need": "AI", "country": "SE", "language": "swe"})), "language"),
-        (Method::POST, "/v1/match", Some(json!({"need": "AI", "country": "SE", "audience": ["aliens"]})), "audience"),
-        (Method::POST, "/v1/match", Some(json!({"need": "AI", "country": "SE", "budget": 5})), "budget"),
+        (
+            Method::POST,
+            "/v1/match",
+            Some(json!({"country": "SE"})),
+            "need",
+        ),
+        (
+            Method::POST,
+            "/v1/match",
+            Some(json!({"need": "AI", "country": "Sweden"})),
+            "country",
+        ),
+        (
+            Method::POST,
+            "/v1/match",
+            Some(json!({"need": "AI", "country": "SE", "trl": 12})),
+            "trl",
+        ),
+        (
+            Method::POST,
+            "/v1/match",
+            Some(json!({"need": "AI", "country": "SE", "language": "swe"})),
+            "language",
+        ),
+        (
+            Method::POST,
+            "/v1/match",
+            Some(json!({"need": "AI", "country": "SE", "audience": ["aliens"]})),
+            "audience",
+        ),
+        (
+            Method::POST,
+            "/v1/match",
+            Some(json!({"need": "AI", "country": "SE", "budget": 5})),
+            "budget",
+        ),
     ];
     for (method, path, body, field) in cases {
         let (status, err) = hub.request(
@@ -358,26 +473,39 @@ fn bad_parameters_are_refused_by_name_and_change_nothing() {
         assert!(err["detail"].as_str().is_some_and(|d| !d.is_empty()));
     }
     // Writes: no token, or a record that is not ours or not there.
-    let (status, _) = hub.request(Method::POST, &format!("/v1/records/{}/confirm", urlencode(&id)), None, None);
+    let (status, _) = hub.request(
+        Method::POST,
+        &format!("/v1/records/{}/confirm", urlencode(&id)),
+        None,
+        None,
+    );
     assert_eq!(status, 401);
     let (status, _) = hub.request(Method::POST, "/v1/confirm", Some("wrong"), None);
     assert_eq!(status, 401);
     let (status, _) = hub.request(Method::POST, "/v1/reindex", None, None);
     assert_eq!(status, 401);
-    let (status, _) = hub.request(Method::POST, "/v1/records/nope/confirm", Some(&hub.token), None);
+    let (status, _) = hub.request(
+        Method::POST,
+        "/v1/records/nope/confirm",
+        Some(&hub.token),
+        None,
+    );
     assert_eq!(status, 404);
-    let mut other = Remote::new(40);
-    other.publish(&hub, sample("galicia-pilots"));
-    let digest_with_other = hub.digest();
-    assert_ne!(digest_with_other, digest);
     let (status, err) = hub.request(
         Method::POST,
-        &format!("/v1/records/{}/confirm", urlencode(&other.id("hospital-pilot-testing"))),
+        &format!(
+            "/v1/records/{}/confirm",
+            urlencode(&other.id("hospital-pilot-testing"))
+        ),
         Some(&hub.token),
         None,
     );
     assert_eq!(status, 403, "{err}");
-    assert_eq!(hub.digest(), digest_with_other, "a refused request changed the catalogue");
+    assert_eq!(
+        hub.digest(),
+        digest,
+        "a refused request changed the catalogue"
+    );
     assert_eq!(search(&hub, "q=testbed")["results"], before["results"]);
 }
 
@@ -406,7 +534,13 @@ fn stale_records_are_flagged_and_filterable_until_confirmed() {
         .expect("results")
         .iter()
         .map(|r| {
-            let slug = r["id"].as_str().expect("id").split('@').next().expect("slug").to_owned();
+            let slug = r["id"]
+                .as_str()
+                .expect("id")
+                .split('@')
+                .next()
+                .expect("slug")
+                .to_owned();
             (slug, r["stale"].as_bool().expect("stale flag"))
         })
         .collect();
@@ -438,12 +572,24 @@ fn stale_records_are_flagged_and_filterable_until_confirmed() {
         None,
     );
     assert_eq!(status, 200, "{confirmed}");
-    assert_ne!(confirmed["provenance"]["change_hash"], before["provenance"]["change_hash"]);
+    assert_ne!(
+        confirmed["provenance"]["change_hash"],
+        before["provenance"]["change_hash"]
+    );
     let mut same = confirmed["record"].clone();
     same["last_confirmed"] = before["record"]["last_confirmed"].clone();
-    assert_eq!(same, before["record"], "confirm changed more than last_confirmed");
-    assert_ne!(confirmed["record"]["last_confirmed"], before["record"]["last_confirmed"]);
-    assert_eq!(confirmed["record"]["modified"], before["record"]["modified"]);
+    assert_eq!(
+        same, before["record"],
+        "confirm changed more than last_confirmed"
+    );
+    assert_ne!(
+        confirmed["record"]["last_confirmed"],
+        before["record"]["last_confirmed"]
+    );
+    assert_eq!(
+        confirmed["record"]["modified"],
+        before["record"]["modified"]
+    );
     assert_eq!(slugs(&search(&hub, "fresh=false")), ["health-data-testbed"]);
     let hit = search(&hub, "q=monitoring");
     assert_eq!(hit["results"][0]["stale"], false);
@@ -466,15 +612,57 @@ fn stale_records_are_flagged_and_filterable_until_confirmed() {
 #[test]
 fn duplicates_are_profiles_of_different_publishers_with_one_domain_or_name() {
     let hub = TestHub::start("HDS", "SE").expect("hub");
-    hub.publish_ok(&profile("HDS", "Health Data Sweden", "SE", &[], Some("https://www.healthdata.example.se/")));
+    hub.publish_ok(&profile(
+        "HDS",
+        "Health Data Sweden",
+        "SE",
+        &[],
+        Some("https://www.healthdata.example.se/"),
+    ));
     let mut copy = Remote::new(51);
-    copy.publish(&hub, profile("HDSW", "Health data for Sweden", "SE", &[], Some("http://healthdata.example.se/about")));
+    copy.publish(
+        &hub,
+        profile(
+            "HDSW",
+            "Health data for Sweden",
+            "SE",
+            &[],
+            Some("http://healthdata.example.se/about"),
+        ),
+    );
     let mut namesake = Remote::new(52);
-    namesake.publish(&hub, profile("Agrotech", "Andalucía Agrotech Digital Innovation Hub", "ES", &[], Some("https://a.example.es")));
+    namesake.publish(
+        &hub,
+        profile(
+            "Agrotech",
+            "Andalucía Agrotech Digital Innovation Hub",
+            "ES",
+            &[],
+            Some("https://a.example.es"),
+        ),
+    );
     let mut namesake2 = Remote::new(53);
-    namesake2.publish(&hub, profile("AAT", "ANDALUCIA AGROTECH digital innovation hub", "ES", &[], Some("https://b.example.es")));
+    namesake2.publish(
+        &hub,
+        profile(
+            "AAT",
+            "ANDALUCIA AGROTECH digital innovation hub",
+            "ES",
+            &[],
+            Some("https://b.example.es"),
+        ),
+    );
     let mut unrelated = Remote::new(54);
-    unrelated.publish(&hub, profile("THESS", "Thessaloniki innovation", "GR", &[], Some("https://healthdata.example.gr")));
+    unrelated.publish(
+        &hub,
+        profile(
+            "THESS",
+            "Thessaloniki innovation",
+            "GR",
+            &[],
+            Some("https://healthdata.example.gr"),
+        ),
+    );
 
     let (status, body) = hub.request(Method::GET, "/v1/duplicates", None, None);
     assert_eq!(status, 200, "{body}");
@@ -499,7 +687,11 @@ fn duplicates_are_profiles_of_different_publishers_with_one_domain_or_name() {
     assert_eq!(
         groups,
         BTreeSet::from([
-            ("website".to_owned(), "healthdata.example.se".to_owned(), set(&["HDS", "HDSW"])),
+            (
+                "website".to_owned(),
+                "healthdata.example.se".to_owned(),
+                set(&["HDS", "HDSW"])
+            ),
             (
                 "name".to_owned(),
                 "andalucia agrotech digital innovation hub".to_owned(),
@@ -513,18 +705,75 @@ fn duplicates_are_profiles_of_different_publishers_with_one_domain_or_name() {
 #[test]
 fn gaps_of_a_hand_built_federation_are_exactly_its_holes() {
     let hub = TestHub::start("HDS", "SE").expect("hub");
-    hub.publish_ok(&profile("HDS", "Health Data Sweden", "SE", &["SE11", "SE12"], None));
-    hub.publish_ok(&service("se-test", json!({"en": "AI testbed"}), "test-before-invest", &["SE11"], &["sv"]));
-    hub.publish_ok(&service("se-skills", json!({"en": "AI course"}), "skills-and-training", &["SE"], &["sv"]));
+    hub.publish_ok(&profile(
+        "HDS",
+        "Health Data Sweden",
+        "SE",
+        &["SE11", "SE12"],
+        None,
+    ));
+    hub.publish_ok(&service(
+        "se-test",
+        json!({"en": "AI testbed"}),
+        "test-before-invest",
+        &["SE11"],
+        &["sv"],
+    ));
+    hub.publish_ok(&service(
+        "se-skills",
+        json!({"en": "AI course"}),
+        "skills-and-training",
+        &["SE"],
+        &["sv"],
+    ));
     let mut gal = Remote::new(61);
     gal.publish(&hub, profile("GAL", "Galicia", "ES", &["ES11"], None));
-    gal.publish(&hub, service("es-test", json!({"en": "Hospital pilots"}), "test-before-invest", &["ES11"], &["es"]));
-    gal.publish(&hub, service("es-net", json!({"en": "Health cluster"}), "ecosystem-and-networking", &["ES", "PT"], &["es"]));
+    gal.publish(
+        &hub,
+        service(
+            "es-test",
+            json!({"en": "Hospital pilots"}),
+            "test-before-invest",
+            &["ES11"],
+            &["es"],
+        ),
+    );
+    gal.publish(
+        &hub,
+        service(
+            "es-net",
+            json!({"en": "Health cluster"}),
+            "ecosystem-and-networking",
+            &["ES", "PT"],
+            &["es"],
+        ),
+    );
     let mut thess = Remote::new(62);
-    thess.publish(&hub, profile("THESS", "Thessaloniki", "GR", &["EL52"], None));
-    thess.publish(&hub, service("gr-invest", json!({"en": "Investor readiness"}), "support-to-find-investment", &["EL52"], &["el"]));
+    thess.publish(
+        &hub,
+        profile("THESS", "Thessaloniki", "GR", &["EL52"], None),
+    );
+    thess.publish(
+        &hub,
+        service(
+            "gr-invest",
+            json!({"en": "Investor readiness"}),
+            "support-to-find-investment",
+            &["EL52"],
+            &["el"],
+        ),
+    );
     // A second Swedish provider of training, from Greece, across the border.
-    thess.publish(&hub, service("gr-skills", json!({"en": "Skills bootcamp"}), "skills-and-training", &["GR", "SE"], &["en"]));
+    thess.publish(
+        &hub,
+        service(
+            "gr-skills",
+            json!({"en": "Skills bootcamp"}),
+            "skills-and-training",
+            &["GR", "SE"],
+            &["en"],
+        ),
+    );
 
     let (status, gaps) = hub.request(Method::GET, "/v1/gaps?by=country", None, None);
     assert_eq!(status, 200, "{gaps}");
@@ -534,9 +783,18 @@ fn gaps_of_a_hand_built_federation_are_exactly_its_holes() {
         .as_array()
         .expect("empty")
         .iter()
-        .map(|h| (h["category"].as_str().expect("c").to_owned(), h["area"].as_str().expect("a").to_owned()))
+        .map(|h| {
+            (
+                h["category"].as_str().expect("c").to_owned(),
+                h["area"].as_str().expect("a").to_owned(),
+            )
+        })
         .collect();
-    let want = |v: &[(&str, &str)]| v.iter().map(|(c, a)| (c.to_string(), a.to_string())).collect::<BTreeSet<_>>();
+    let want = |v: &[(&str, &str)]| {
+        v.iter()
+            .map(|(c, a)| (c.to_string(), a.to_string()))
+            .collect::<BTreeSet<_>>()
+    };
     assert_eq!(
         holes,
         want(&[
@@ -548,18 +806,37 @@ fn gaps_of_a_hand_built_federation_are_exactly_its_holes() {
             ("test-before-invest", "GR"),
         ])
     );
-    assert_eq!(gaps["matrix"]["skills-and-training"]["SE"], json!({"services": 2, "hubs": 2}));
-    assert_eq!(gaps["matrix"]["ecosystem-and-networking"]["PT"], json!({"services": 1, "hubs": 1}));
+    assert_eq!(
+        gaps["matrix"]["skills-and-training"]["SE"],
+        json!({"services": 2, "hubs": 2})
+    );
+    assert_eq!(
+        gaps["matrix"]["ecosystem-and-networking"]["PT"],
+        json!({"services": 1, "hubs": 1})
+    );
 
     // By NUTS region: a service naming its country covers every region in it.
-    let (status, by_region) = hub.request(Method::GET, "/v1/gaps?by=region&category=test-before-invest,skills-and-training", None, None);
+    let (status, by_region) = hub.request(
+        Method::GET,
+        "/v1/gaps?by=region&category=test-before-invest,skills-and-training",
+        None,
+        None,
+    );
     assert_eq!(status, 200, "{by_region}");
-    assert_eq!(by_region["hub_areas"], json!(["EL52", "ES11", "SE11", "SE12"]));
+    assert_eq!(
+        by_region["hub_areas"],
+        json!(["EL52", "ES11", "SE11", "SE12"])
+    );
     let holes: BTreeSet<(String, String)> = by_region["empty"]
         .as_array()
         .expect("empty")
         .iter()
-        .map(|h| (h["category"].as_str().expect("c").to_owned(), h["area"].as_str().expect("a").to_owned()))
+        .map(|h| {
+            (
+                h["category"].as_str().expect("c").to_owned(),
+                h["area"].as_str().expect("a").to_owned(),
+            )
+        })
         .collect();
     assert_eq!(
         holes,
@@ -580,16 +857,22 @@ fn a_swedish_need_ranks_the_swedish_testbed_above_a_cross_border_english_service
     hub.publish_ok(&sample("hds-profile"));
     hub.publish_ok(&sample("hds-testbed"));
     let mut de = Remote::new(71);
-    de.publish(&hub, profile("KI-DE", "KI Testfeld Deutschland", "DE", &["DE21"], None));
+    de.publish(
+        &hub,
+        profile("KI-DE", "KI Testfeld Deutschland", "DE", &["DE21"], None),
+    );
     de.publish(&hub, json!({"kind": "service", "id": "ai-test-lab",
         "title": {"en": "AI test lab for health products"},
         "description": {"en": "Test your AI product in our lab before you invest, wherever you are in Europe."},
         "category": "test-before-invest", "technologies": ["artificial-intelligence"],
         "trl": {"min": 3, "max": 8}, "area_served": ["DE"], "cross_border": true,
         "languages": ["en", "de"]}));
-    de.publish(&hub, json!({"kind": "service", "id": "cloud-course",
+    de.publish(
+        &hub,
+        json!({"kind": "service", "id": "cloud-course",
         "title": {"en": "Cloud skills course"}, "description": {"en": "Learn cloud computing."},
-        "category": "skills-and-training", "area_served": ["DE"], "languages": ["de"]}));
+        "category": "skills-and-training", "area_served": ["DE"], "languages": ["de"]}),
+    );
 
     let (status, body) = hub.request(
         Method::POST,
@@ -607,7 +890,14 @@ fn a_swedish_need_ranks_the_swedish_testbed_above_a_cross_border_english_service
     let results = body["results"].as_array().expect("results");
     let order: Vec<&str> = results
         .iter()
-        .map(|r| r["id"].as_str().expect("id").split('@').next().expect("slug"))
+        .map(|r| {
+            r["id"]
+                .as_str()
+                .expect("id")
+                .split('@')
+                .next()
+                .expect("slug")
+        })
         .collect();
     assert_eq!(order, ["health-data-testbed", "ai-test-lab"], "{body}");
     let reasons = |i: usize| -> String {
@@ -629,14 +919,20 @@ fn a_swedish_need_ranks_the_swedish_testbed_above_a_cross_border_english_service
     assert!(second.contains("not offered in Swedish"), "{second}");
     assert!(results[0]["scores"]["area"].as_f64() > results[1]["scores"]["area"].as_f64());
     assert_eq!(results[0]["publisher"]["name"], "HDS");
-    assert!(results[0]["provenance"]["signature"].as_str().is_some_and(|s| s.len() == 128));
+    assert!(results[0]["provenance"]["signature"]
+        .as_str()
+        .is_some_and(|s| s.len() == 128));
 
     // A category narrows the candidates.
     let (_, skills) = hub.request(
         Method::POST,
         "/v1/match",
         None,
-        Some(json!({"need": "cloud course", "country": "SE", "category": "skills-and-training"}).to_string().into_bytes()),
+        Some(
+            json!({"need": "cloud course", "country": "SE", "category": "skills-and-training"})
+                .to_string()
+                .into_bytes(),
+        ),
     );
     assert_eq!(skills["count"], 1, "{skills}");
     assert!(skills["results"][0]["reasons"][1]
@@ -647,7 +943,12 @@ fn a_swedish_need_ranks_the_swedish_testbed_above_a_cross_border_english_service
 #[test]
 fn reindex_and_restart_restore_the_same_results() {
     let (mut hub, _, _) = filter_fixture();
-    let queries = ["q=hospital&lang=es", "kind=service&per_page=2&page=2", "country=GR", "q=AI%20training"];
+    let queries = [
+        "q=hospital&lang=es",
+        "kind=service&per_page=2&page=2",
+        "country=GR",
+        "q=AI%20training",
+    ];
     let before: Vec<Value> = queries.iter().map(|q| search(&hub, q)).collect();
     assert!(before.iter().all(|v| v["total"].as_u64() > Some(0)));
     let (status, body) = hub.request(Method::POST, "/v1/reindex", Some(&hub.token), None);
@@ -662,11 +963,19 @@ fn reindex_and_restart_restore_the_same_results() {
         v
     };
     for (q, b) in queries.iter().zip(&before) {
-        assert_eq!(strip(search(&hub, q)), strip(b.clone()), "after reindex: {q}");
+        assert_eq!(
+            strip(search(&hub, q)),
+            strip(b.clone()),
+            "after reindex: {q}"
+        );
     }
     hub.restart().expect("restart");
     for (q, b) in queries.iter().zip(&before) {
-        assert_eq!(strip(search(&hub, q)), strip(b.clone()), "after restart: {q}");
+        assert_eq!(
+            strip(search(&hub, q)),
+            strip(b.clone()),
+            "after restart: {q}"
+        );
     }
 }
 
@@ -721,7 +1030,11 @@ fn the_real_edih_catalogue_is_searchable_with_its_gaps_and_duplicates() {
             profile["description"] = json!({"en": description});
         }
         if let Some(w) = h["website"].as_str().filter(|w| w.contains('.')) {
-            profile["website"] = json!(if w.starts_with("http") { w.to_owned() } else { format!("https://{w}") });
+            profile["website"] = json!(if w.starts_with("http") {
+                w.to_owned()
+            } else {
+                format!("https://{w}")
+            });
         }
         let categories: BTreeSet<&'static str> = h["services"]
             .as_array()
@@ -750,11 +1063,18 @@ fn the_real_edih_catalogue_is_searchable_with_its_gaps_and_duplicates() {
                 "title": {"en": format!("{} — {}", c, cut(&s("title"), 150))},
                 "description": {"en": if description.is_empty() { s("title") } else { cut(&description, 400) }},
                 "category": c, "area_served": [s("country")]});
-            envelopes.push(remote.sign(service, now).expect("service from a valid profile"));
+            envelopes.push(
+                remote
+                    .sign(service, now)
+                    .expect("service from a valid profile"),
+            );
         }
         loaded.push((h, categories));
     }
-    assert!(refused.len() < 10, "too many real hubs refused: {refused:?}");
+    assert!(
+        refused.len() < 10,
+        "too many real hubs refused: {refused:?}"
+    );
     for batch in envelopes.chunks(256) {
         let r = hub.catalogue().ingest(batch.to_vec(), now).expect("ingest");
         assert!(r.refused.is_empty(), "{:?}", r.refused);
@@ -763,14 +1083,19 @@ fn the_real_edih_catalogue_is_searchable_with_its_gaps_and_duplicates() {
     // Profiles by country, Greece under either code.
     let mut per_country: BTreeMap<String, u64> = BTreeMap::new();
     for (h, _) in &loaded {
-        *per_country.entry(h["country"].as_str().expect("country").to_owned()).or_default() += 1;
+        *per_country
+            .entry(h["country"].as_str().expect("country").to_owned())
+            .or_default() += 1;
     }
     for (country, n) in &per_country {
         let v = search(&hub, &format!("kind=profile&country={country}&per_page=1"));
         assert_eq!(v["total"].as_u64(), Some(*n), "profiles in {country}");
     }
     if let Some(gr) = per_country.get("GR") {
-        assert_eq!(search(&hub, "kind=profile&country=EL")["total"].as_u64(), Some(*gr));
+        assert_eq!(
+            search(&hub, "kind=profile&country=EL")["total"].as_u64(),
+            Some(*gr)
+        );
     }
     let facet_total: u64 = search(&hub, "kind=profile")["facets"]["country"]
         .as_array()
@@ -802,7 +1127,12 @@ fn the_real_edih_catalogue_is_searchable_with_its_gaps_and_duplicates() {
         }
     }
     let mut expected = BTreeSet::new();
-    for c in ["test-before-invest", "skills-and-training", "support-to-find-investment", "ecosystem-and-networking"] {
+    for c in [
+        "test-before-invest",
+        "skills-and-training",
+        "support-to-find-investment",
+        "ecosystem-and-networking",
+    ] {
         for country in &countries {
             if !offered.contains(&(c.to_owned(), country.clone())) {
                 expected.insert((c.to_owned(), country.clone()));
@@ -815,7 +1145,12 @@ fn the_real_edih_catalogue_is_searchable_with_its_gaps_and_duplicates() {
         .as_array()
         .expect("empty")
         .iter()
-        .map(|h| (h["category"].as_str().expect("c").to_owned(), h["area"].as_str().expect("a").to_owned()))
+        .map(|h| {
+            (
+                h["category"].as_str().expect("c").to_owned(),
+                h["area"].as_str().expect("a").to_owned(),
+            )
+        })
         .collect();
     assert_eq!(holes, expected);
     assert!(!holes.is_empty() && holes.len() < countries.len() * 4);
@@ -824,12 +1159,23 @@ fn the_real_edih_catalogue_is_searchable_with_its_gaps_and_duplicates() {
     let mut by_domain: BTreeMap<String, usize> = BTreeMap::new();
     for (h, _) in &loaded {
         if let Some(w) = h["website"].as_str().filter(|w| w.contains('.')) {
-            let host = w.split("://").last().unwrap_or(w).split('/').next().unwrap_or("").to_lowercase();
+            let host = w
+                .split("://")
+                .last()
+                .unwrap_or(w)
+                .split('/')
+                .next()
+                .unwrap_or("")
+                .to_lowercase();
             let host = host.strip_prefix("www.").unwrap_or(&host).to_owned();
             *by_domain.entry(host).or_default() += 1;
         }
     }
-    let shared: BTreeSet<String> = by_domain.into_iter().filter(|(_, n)| *n > 1).map(|(d, _)| d).collect();
+    let shared: BTreeSet<String> = by_domain
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|(d, _)| d)
+        .collect();
     assert!(shared.contains("sirris.be"), "{shared:?}");
     let (status, dups) = hub.request(Method::GET, "/v1/duplicates", None, None);
     assert_eq!(status, 200);
@@ -842,7 +1188,9 @@ fn the_real_edih_catalogue_is_searchable_with_its_gaps_and_duplicates() {
     assert_eq!(reported, shared);
     for name in ["datalife", "nest", "cih"] {
         assert!(
-            groups.iter().any(|g| g["reason"] == "name" && g["key"] == name),
+            groups
+                .iter()
+                .any(|g| g["reason"] == "name" && g["key"] == name),
             "duplicate name {name} not reported"
         );
     }

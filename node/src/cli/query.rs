@@ -211,7 +211,10 @@ pub async fn search(a: SearchArgs, json: bool) -> anyhow::Result<()> {
                 .as_str()
                 .map(str::to_owned)
                 .unwrap_or_else(|| cut(str_of(&r["publisher"], "did"), 20));
-            let confirmed = str_of(r, "last_confirmed").get(..10).unwrap_or("").to_owned();
+            let confirmed = str_of(r, "last_confirmed")
+                .get(..10)
+                .unwrap_or("")
+                .to_owned();
             let stale = if r["stale"].as_bool() == Some(true) {
                 " STALE"
             } else {
@@ -283,7 +286,11 @@ pub async fn gaps(a: GapsArgs, json: bool) -> anyhow::Result<()> {
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    let mut headers = vec![if a.by == "region" { "REGION" } else { "COUNTRY" }];
+    let mut headers = vec![if a.by == "region" {
+        "REGION"
+    } else {
+        "COUNTRY"
+    }];
     headers.extend(categories.iter().copied());
     let rows: Vec<Vec<String>> = v["areas"]
         .as_array()

@@ -54,7 +54,10 @@ pub const OTHER: &str = "other";
 
 /// Every analyzer name: the stemmed ones, then [`OTHER`].
 pub fn analyzer_names() -> impl Iterator<Item = &'static str> {
-    STEMMED.iter().map(|(n, _)| *n).chain(std::iter::once(OTHER))
+    STEMMED
+        .iter()
+        .map(|(n, _)| *n)
+        .chain(std::iter::once(OTHER))
 }
 
 /// The analyzer (and field suffix) for text in ISO 639-1 language `lang`.
@@ -208,6 +211,9 @@ mod tests {
         assert_eq!(analyzer_for("nb"), "no");
         assert_eq!(analyzer_for("pl"), OTHER);
         assert_eq!(analyzer_names().count(), STEMMED.len() + 1);
-        assert_eq!(words("AI-produkter, hälsodata!"), ["AI", "produkter", "hälsodata"]);
+        assert_eq!(
+            words("AI-produkter, hälsodata!"),
+            ["AI", "produkter", "hälsodata"]
+        );
     }
 }

@@ -410,7 +410,11 @@ impl SearchIndex {
                 0.0,
             ));
             let query = BooleanQuery::new(vec![(Occur::Must, text), (Occur::Must, kind)]);
-            text_scores = inner.hits(&query, true)?.into_iter().map(|(s, o)| (o, s)).collect();
+            text_scores = inner
+                .hits(&query, true)?
+                .into_iter()
+                .map(|(s, o)| (o, s))
+                .collect();
         }
         let best = text_scores.values().copied().fold(0.0f32, f32::max);
         let mut scored: Vec<(f32, MatchScores, &Entry)> = Vec::new();
@@ -484,7 +488,10 @@ impl SearchIndex {
                 + W_AUDIENCE * m.audience;
             scored.push((score, m, e));
         }
-        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.2.view.id.cmp(&b.2.view.id)));
+        scored.sort_by(|a, b| {
+            b.0.total_cmp(&a.0)
+                .then_with(|| a.2.view.id.cmp(&b.2.view.id))
+        });
         scored.truncate(req.limit);
         let words = analysis::words(&req.need);
         Ok(scored

@@ -43,8 +43,8 @@ use serde::Serialize;
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::Column;
 use tantivy::query::{
-    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, EmptyQuery, FuzzyTermQuery, Occur,
-    Query, RangeQuery, TermQuery, TermSetQuery,
+    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, EmptyQuery, FuzzyTermQuery, Occur, Query,
+    RangeQuery, TermQuery, TermSetQuery,
 };
 use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED, STRING,
@@ -271,9 +271,10 @@ impl Inner {
     }
 
     fn remove(&mut self, id: &str) {
-        self.writer
-            .delete_term(Term::from_field_text(self.fields.id, id));
+        // Every indexed document is in `by_id`: a record not there has nothing to delete.
         if let Some(ord) = self.by_id.remove(id) {
+            self.writer
+                .delete_term(Term::from_field_text(self.fields.id, id));
             if let Some(old) = self.entries.remove(&ord) {
                 if self.profiles.get(&old.view.publisher) == Some(&ord) {
                     self.profiles.remove(&old.view.publisher);
@@ -356,7 +357,12 @@ impl Inner {
                     &p.practice_type,
                 );
                 if let Some(open) = p.open_to_twinning {
-                    facet(&mut doc, f.twinning, None, if open { "true" } else { "false" });
+                    facet(
+                        &mut doc,
+                        f.twinning,
+                        None,
+                        if open { "true" } else { "false" },
+                    );
                 }
             }
             Record::Profile(_) => {}
@@ -494,7 +500,10 @@ impl Inner {
         filter(f.practice_type, &q.practice_types);
         filter(f.publisher, &q.publishers);
         if let Some(open) = q.open_to_twinning {
-            filter(f.twinning, &[if open { "true" } else { "false" }.to_owned()]);
+            filter(
+                f.twinning,
+                &[if open { "true" } else { "false" }.to_owned()],
+            );
         }
         if !q.hub_types.is_empty() {
             let publishers: Vec<String> = self
@@ -552,7 +561,8 @@ impl Inner {
         PublisherRef {
             did: did.to_owned(),
             name: profile.map(|p| p.name.clone()),
-            title: profile.map(|p| hubcat_protocol::record::pick_language(&p.title, None).to_owned()),
+            title: profile
+                .map(|p| hubcat_protocol::record::pick_language(&p.title, None).to_owned()),
             country: profile.map(|p| p.country.clone()),
         }
     }
@@ -920,12 +930,20 @@ impl SearchIndex {
             results,
             facets,
             stale_before: hubcat_protocol::record::format_timestamp(
-                now.saturating_sub(self.stale_after_secs).saturating_mul(1000),
+                now.saturating_sub(self.stale_after_secs)
+                    .saturating_mul(1000),
             ),
         })
     }
 
-    fn hit(&self, inner: &Inner, e: &Entry, score: Score, lang: Option<&str>, now: i64) -> SearchHit {
+    fn hit(
+        &self,
+        inner: &Inner,
+        e: &Entry,
+        score: Score,
+        lang: Option<&str>,
+        now: i64,
+    ) -> SearchHit {
         let record = e.record();
         let (title_map, _) = texts(record);
         let title_language = lang

@@ -165,10 +165,9 @@ fn number(
 fn text(field: &'static str, raw: &Option<String>) -> Result<Option<String>, ParamError> {
     match raw.as_deref().map(str::trim) {
         None | Some("") => Ok(None),
-        Some(t) if t.len() > MAX_TEXT_BYTES => Err(bad(
-            field,
-            format!("longer than {MAX_TEXT_BYTES} bytes"),
-        )),
+        Some(t) if t.len() > MAX_TEXT_BYTES => {
+            Err(bad(field, format!("longer than {MAX_TEXT_BYTES} bytes")))
+        }
         Some(t) => Ok(Some(t.to_owned())),
     }
 }
@@ -333,7 +332,11 @@ impl MatchParams {
             &Some(self.technologies.join(",")),
             &vocab::TECHNOLOGIES,
         )?;
-        let audience = in_vocab("audience", &Some(self.audience.join(",")), &vocab::AUDIENCES)?;
+        let audience = in_vocab(
+            "audience",
+            &Some(self.audience.join(",")),
+            &vocab::AUDIENCES,
+        )?;
         if let Some(t) = self.trl {
             if !(1..=9).contains(&t) {
                 return Err(bad("trl", format!("{t} is not a TRL; valid: 1 to 9")));
@@ -382,7 +385,10 @@ mod tests {
         assert_eq!(p(|s| s.per_page = Some("101".into())), Err("per_page"));
         assert_eq!(p(|s| s.page = Some("x".into())), Err("page"));
         assert_eq!(p(|s| s.fresh = Some("yes".into())), Err("fresh"));
-        assert_eq!(p(|s| s.publisher = Some("did:web:x".into())), Err("publisher"));
+        assert_eq!(
+            p(|s| s.publisher = Some("did:web:x".into())),
+            Err("publisher")
+        );
         assert_eq!(p(|s| s.lang = Some("xx".into())), Err("lang"));
         assert_eq!(p(|s| s.q = Some("a".repeat(2000))), Err("q"));
         assert_eq!(p(|s| s.technology = Some("iot,robotics".into())), Ok(()));

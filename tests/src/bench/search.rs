@@ -214,7 +214,11 @@ fn queries(records: &[(usize, Record)]) -> Vec<(&'static str, Vec<SearchQuery>)>
                 }
             } else {
                 SearchQuery {
-                    technologies: technologies.iter().take(1).cloned().collect::<Vec<String>>(),
+                    technologies: technologies
+                        .iter()
+                        .take(1)
+                        .cloned()
+                        .collect::<Vec<String>>(),
                     sectors: sectors.iter().take(1).cloned().collect::<Vec<String>>(),
                     ..base
                 }
@@ -301,7 +305,11 @@ fn run_size(corpus: &Corpus, n: usize, console: Console) -> anyhow::Result<SizeR
     let rss_before = rss_mib();
     let (index, build) = timed(|| Ok(SearchIndex::open(catalogue.clone(), 365)?))?;
     let rss_after = rss_mib();
-    ensure!(index.len() == n, "index holds {} of {n} records", index.len());
+    ensure!(
+        index.len() == n,
+        "index holds {} of {n} records",
+        index.len()
+    );
 
     let mut classes = Vec::new();
     for (class, qs) in queries(&records) {
@@ -371,7 +379,12 @@ pub fn render(report: &Report) -> String {
     );
     let mut t = Table::default();
     let mut header = vec!["".to_owned()];
-    header.extend(report.sizes.iter().map(|s| format!("{} records", group(s.records as f64))));
+    header.extend(
+        report
+            .sizes
+            .iter()
+            .map(|s| format!("{} records", group(s.records as f64))),
+    );
     t.row(header);
     let mut row = |label: &str, f: &dyn Fn(&SizeResult) -> String| {
         let mut r = vec![label.to_owned()];
@@ -381,7 +394,10 @@ pub fn render(report: &Report) -> String {
     row("index build (s)", &|s| format!("{:.2}", s.build_s));
     row("index build (records/s)", &|s| group(s.build_records_per_s));
     row("RSS before → after index (MiB)", &|s| {
-        format!("{:.0} → {:.0}", s.rss_mib_before_index, s.rss_mib_after_index)
+        format!(
+            "{:.0} → {:.0}",
+            s.rss_mib_before_index, s.rss_mib_after_index
+        )
     });
     let classes: Vec<&'static str> = report
         .sizes
