@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::{Catalogue, EngineError, ListFilter};
 
+mod query;
+
 /// Shared state of the API handlers.
 #[derive(Clone)]
 pub struct ApiState {
@@ -26,6 +28,8 @@ pub struct ApiState {
     pub hub_name: Arc<String>,
     pub started: Instant,
     pub net: Option<crate::net::NetHandle>,
+    /// The search index over the whole catalogue (search, gaps, duplicates, match).
+    pub search: Arc<crate::search::SearchIndex>,
 }
 
 /// An API error: status, a stable machine-readable kind, the field to blame and a detail.
@@ -170,6 +174,7 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/v1/records", get(list_records).post(publish))
         .route("/v1/records/{id}", get(get_record).delete(withdraw))
         .route("/v1/export", get(export))
+        .merge(query::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
@@ -180,7 +185,7 @@ async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "not_found",
-        "no such route; see /v1/status, /v1/peers, /v1/records",
+        "no such route; see /v1/status, /v1/peers, /v1/records, /v1/search",
     )
 }
 

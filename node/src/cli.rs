@@ -13,6 +13,8 @@ use serde_json::Value;
 
 use crate::datadir::{DataDir, InitOptions};
 
+mod query;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "hubcat",
@@ -175,6 +177,24 @@ pub enum Command {
     },
     /// Start a demo on this machine with records about real hubs, and print how to query it.
     Demo(crate::demo::DemoArgs),
+    /// Search the whole federated catalogue: text in any language, filters, facets.
+    Search(query::SearchArgs),
+    /// Gap analysis: services and hubs per category and country (or NUTS region).
+    Gaps(query::GapsArgs),
+    /// Profiles of different publishers that look like the same organisation.
+    Duplicates {
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+    /// Services for a need, ranked, with why each matched.
+    Match(query::MatchArgs),
+    /// Confirm this hub's record (or --all) is still true: re-signed with a new last_confirmed.
+    Confirm(query::ConfirmArgs),
+    /// Rebuild the running node's search index from its catalogue.
+    Reindex {
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -574,6 +594,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo(args) => crate::demo::run(args, json).await,
+        Command::Search(args) => query::search(args, json).await,
+        Command::Gaps(args) => query::gaps(args, json).await,
+        Command::Duplicates { dir } => query::duplicates(dir, json).await,
+        Command::Match(args) => query::match_services(args, json).await,
+        Command::Confirm(args) => query::confirm(args, json).await,
+        Command::Reindex { dir } => query::reindex(dir, json).await,
     }
 }
 

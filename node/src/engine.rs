@@ -42,6 +42,11 @@ use serde::Serialize;
 
 use crate::store::{Snapshot, Store, StoreError};
 
+mod changes;
+mod confirm;
+pub use changes::RecordChanges;
+use changes::RecordMap;
+
 /// A document's deferred changes are applied once this many wait … (64 measured about 5 µs
 /// per record slower end to end at 100 000 records; 256 no faster than 128)
 pub const SETTLE_MIN: usize = 128;
@@ -277,12 +282,7 @@ impl DocState {
     /// Apply the pending changes to the Automerge document, then re-read into `records` the
     /// slots in `reread`, the slots of changes that were waiting for dependencies, and — if
     /// Automerge did not end where the pending changes predicted — the pending slots.
-    fn settle(
-        &mut self,
-        records: &mut HashMap<RecordKey, Box<RecordView>>,
-        mut reread: BTreeSet<Slot>,
-        all_linear: bool,
-    ) {
+    fn settle(&mut self, records: &mut RecordMap, mut reread: BTreeSet<Slot>, all_linear: bool) {
         let changes = std::mem::take(&mut self.pending);
         let predicted = std::mem::take(&mut self.pending_slots);
         if changes.is_empty() && reread.is_empty() {
@@ -414,8 +414,9 @@ fn in_order(records: &HashMap<RecordKey, Box<RecordView>>) -> Vec<&RecordView> {
 
 struct State {
     docs: BTreeMap<DocId, DocState>,
-    /// Boxed: a view is large, and the map moves entries when it grows.
-    records: HashMap<RecordKey, Box<RecordView>>,
+    /// Boxed: a view is large, and the map moves entries when it grows. Notes changed
+    /// records for derived indexes (see [`changes`]).
+    records: RecordMap,
     /// Hash of every stored change (the store's `by_hash` index, held in memory).
     known: HashSet<ChangeHash>,
     last_seq: u64,
@@ -465,6 +466,8 @@ pub struct Catalogue {
     local_tx: tokio::sync::broadcast::Sender<SignedChange>,
     /// Every change applied, local or remote (for propagation measurements and metrics).
     applied_tx: tokio::sync::broadcast::Sender<Applied>,
+    /// Woken when records changed while someone tracks changes (see [`changes`]).
+    records_changed: tokio::sync::Notify,
 }
 
 /// A change that became part of the catalogue.
@@ -550,7 +553,7 @@ impl Catalogue {
         if let Some(ds) = docs.get_mut(&own) {
             ds.doc.set_actor_suffix(actor_suffix);
         }
-        let mut records = HashMap::new();
+        let mut records = RecordMap::default();
         for ds in docs.values() {
             for slot in ds.doc.slots() {
                 if let Some(v) = ds.view(&slot) {
@@ -576,6 +579,7 @@ impl Catalogue {
             refused_by_reason: Mutex::new(BTreeMap::new()),
             local_tx: tokio::sync::broadcast::channel(LOCAL_CHANNEL).0,
             applied_tx: tokio::sync::broadcast::channel(APPLIED_CHANNEL).0,
+            records_changed: tokio::sync::Notify::new(),
         })
     }
 
@@ -785,6 +789,9 @@ impl Catalogue {
             state.settle_all();
         }
         self.snapshot_due(state, &touched)?;
+        if state.records.has_changes() {
+            self.records_changed.notify_one();
+        }
         self.accepted.fetch_add(accepted as u64, Ordering::Relaxed);
         outcome.accepted = accepted;
         Ok(outcome)

@@ -6,6 +6,8 @@
 //! - [`datadir`]: a node's data directory (config, key, token, store);
 //! - [`federation`]: the federation's genesis in the data directory, `hubcat federation …`;
 //! - [`net`]: the libp2p network task, gossip and anti-entropy sync;
+//! - [`search`]: the search index over the whole catalogue (tantivy, in RAM, kept current
+//!   with the engine's changed records), gap analysis, duplicates and matchmaking;
 //! - [`api`]: the HTTP JSON API;
 //! - [`node`]: starting and stopping a node (used by `hubcat run`, the demo and the tests);
 //! - [`metrics`]: Prometheus metrics; [`ops`]: readiness, `hubcat health`, first start in a
@@ -22,4 +24,5 @@ pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod ops;
+pub mod search;
 pub mod store;

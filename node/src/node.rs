@@ -15,6 +15,7 @@ use crate::datadir::DataDir;
 use crate::engine::Catalogue;
 use crate::metrics::Metrics;
 use crate::net::{self, NetConfig, NetHandle};
+use crate::search::SearchIndex;
 use crate::store::SledStore;
 
 /// A running node. Dropping it without [`RunningNode::shutdown`] stops nothing cleanly.
@@ -23,6 +24,9 @@ pub struct RunningNode {
     pub catalogue: Arc<Catalogue>,
     /// The network; `None` when `p2p.listen` is empty and no bootstrap peer is set.
     pub net: Option<NetHandle>,
+    /// The search index, kept current by `search_task`.
+    pub search: Arc<SearchIndex>,
+    search_task: tokio::task::JoinHandle<()>,
     net_task: Option<tokio::task::JoinHandle<()>>,
     data_dir: DataDir,
     shutdown: watch::Sender<bool>,
@@ -53,6 +57,21 @@ pub async fn start(data_dir: &DataDir, config: &Config) -> anyhow::Result<Runnin
     })
     .await??;
     let catalogue = Arc::new(catalogue);
+    let search = {
+        let catalogue = catalogue.clone();
+        let stale_after_days = config.catalogue.stale_after_days;
+        let started = Instant::now();
+        let index =
+            tokio::task::spawn_blocking(move || SearchIndex::open(catalogue, stale_after_days))
+                .await??;
+        tracing::info!(
+            records = index.len(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "search index built"
+        );
+        Arc::new(index)
+    };
+    let search_task = search.spawn_updater();
     let needs_peer = net_config.has_bootstrap();
     let (net, net_task) = if net_config.listen.is_empty() && !net_config.has_bootstrap() {
         (None, None)
@@ -73,6 +92,7 @@ pub async fn start(data_dir: &DataDir, config: &Config) -> anyhow::Result<Runnin
         hub_name: Arc::new(config.hub.name.clone()),
         started: Instant::now(),
         net: net.clone(),
+        search: search.clone(),
     };
     let metrics = Arc::new(Metrics::new());
     let propagation = crate::metrics::spawn_propagation(metrics.clone(), &catalogue);
@@ -106,6 +126,8 @@ pub async fn start(data_dir: &DataDir, config: &Config) -> anyhow::Result<Runnin
         api_addr,
         catalogue,
         net,
+        search,
+        search_task,
         net_task,
         data_dir: data_dir.clone(),
         shutdown,
@@ -140,6 +162,7 @@ impl RunningNode {
                 tracing::warn!("network did not stop within {NET_CLOSE:?}");
             }
         }
+        self.search_task.abort();
         if let Some(task) = self.net_task {
             task.abort();
         }

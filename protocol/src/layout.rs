@@ -306,6 +306,21 @@ impl CatalogueDoc {
         self.commit(&slot, now_ms, |tx| tx.put(ROOT, slot.as_str(), json))
     }
 
+    /// Confirm a record is still true: the same record with only `last_confirmed` set to now,
+    /// as one change (`modified` and every other field stay as they are).
+    pub fn confirm(&mut self, slot: &Slot, now_ms: i64) -> Result<Change, LayoutError> {
+        let mut record = self
+            .record(slot)
+            .ok_or_else(|| LayoutError::NotFound(slot.0.clone()))?;
+        record.meta_mut().last_confirmed = Some(format_timestamp(now_ms));
+        record.validate().map_err(|e| LayoutError::BadRecord {
+            slot: slot.0.clone(),
+            detail: e.to_string(),
+        })?;
+        let json = record.to_canonical_json();
+        self.commit(slot, now_ms, |tx| tx.put(ROOT, slot.as_str(), json))
+    }
+
     /// Withdraw a record: a signed delete of its slot.
     pub fn withdraw(&mut self, slot: &Slot, now_ms: i64) -> Result<Change, LayoutError> {
         if self.get(slot).is_none() {
@@ -392,6 +407,28 @@ mod tests {
             v["id"] = id.into();
         }
         Record::from_value(v).expect("valid")
+    }
+
+    #[test]
+    fn confirm_changes_only_last_confirmed() {
+        let key = HubKey::from_secret_bytes(&[9; 32]).expect("key");
+        let mut doc = CatalogueDoc::new(key.id(), [1; 16]);
+        doc.upsert(&practice(Some("p")), 1_000_000).expect("upsert");
+        let slot = Slot::parse("p").expect("slot");
+        let before = doc.record(&slot).expect("record");
+        doc.confirm(&slot, 5_000_000).expect("confirm");
+        let after = doc.record(&slot).expect("record");
+        assert_eq!(
+            after.meta().last_confirmed.as_deref(),
+            Some("1970-01-01T01:23:20Z")
+        );
+        let mut same = after.clone();
+        same.meta_mut().last_confirmed = before.meta().last_confirmed.clone();
+        assert_eq!(same, before);
+        assert!(matches!(
+            doc.confirm(&Slot::parse("nope").expect("slot"), 5_000_000),
+            Err(LayoutError::NotFound(_))
+        ));
     }
 
     #[test]

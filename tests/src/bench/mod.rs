@@ -4,6 +4,7 @@
 //!   `shared/data` when present, generated otherwise).
 //! - [`ingest`]: the ingest pipeline stage by stage, then end to end through the engine.
 //! - [`net`]: the federation layer on loopback — propagate, catchup, diff, idle.
+//! - [`search`]: the search index — build (reindex) time, query latency per class, memory.
 //!
 //! The ingest bench runs on one thread (the node ingests on one core; sled's own flusher thread
 //! is the only other one) and reports rates in records per second. The network benches run
@@ -12,6 +13,7 @@
 pub mod corpus;
 pub mod ingest;
 pub mod net;
+pub mod search;
 
 use std::time::{Duration, Instant};
 

@@ -5,6 +5,8 @@
 //!     [--records 10000,100000] [--publishers 500]
 //! cargo run --release -p hubcat-tests --bin hubcat-bench -- net [--json] [--quick]
 //! cargo run --release -p hubcat-tests --bin hubcat-bench -- propagate|catchup|diff|idle [--json] [--quick]
+//! cargo run --release -p hubcat-tests --bin hubcat-bench -- search [--json] [--quick]
+//!     [--records 10000,100000] [--publishers 500]
 //! ```
 //!
 //! Each bench lives in its own module under `tests/src/bench/` and prints a human table, or
@@ -48,6 +50,8 @@ enum Command {
     Idle(bench::net::NetArgs),
     /// propagate, catchup, idle and diff in one run (idle and diff on the same two nodes).
     Net(bench::net::NetArgs),
+    /// Search index: build (reindex) time, query p50/p99 per class, memory; 10 k and 100 k.
+    Search(bench::search::SearchArgs),
 }
 
 /// Exit status when a bench ran but missed its target (and the caller asked to fail on it).
@@ -66,6 +70,7 @@ fn main() -> ExitCode {
         Command::Diff(args) => net(bench::net::Which::Diff, args),
         Command::Idle(args) => net(bench::net::Which::Idle, args),
         Command::Net(args) => net(bench::net::Which::All, args),
+        Command::Search(args) => bench::search::run(args).map(|met| met || !args.require_target),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
