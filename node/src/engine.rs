@@ -42,6 +42,9 @@ use serde::Serialize;
 
 use crate::store::{Snapshot, Store, StoreError};
 
+mod batch;
+pub use batch::BatchRow;
+
 /// A document's deferred changes are applied once this many wait … (64 measured about 5 µs
 /// per record slower end to end at 100 000 records; 256 no faster than 128)
 pub const SETTLE_MIN: usize = 128;

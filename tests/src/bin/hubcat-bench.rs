@@ -5,6 +5,8 @@
 //!     [--records 10000,100000] [--publishers 500]
 //! cargo run --release -p hubcat-tests --bin hubcat-bench -- net [--json] [--quick]
 //! cargo run --release -p hubcat-tests --bin hubcat-bench -- propagate|catchup|diff|idle [--json] [--quick]
+//! cargo build --release -p hubcat-node && \
+//!   cargo run --release -p hubcat-tests --bin hubcat-bench -- import [--json] [--quick] [--rows 10000]
 //! ```
 //!
 //! Each bench lives in its own module under `tests/src/bench/` and prints a human table, or
@@ -48,6 +50,9 @@ enum Command {
     Idle(bench::net::NetArgs),
     /// propagate, catchup, idle and diff in one run (idle and diff on the same two nodes).
     Net(bench::net::NetArgs),
+    /// Bulk import: `hubcat import` of 10 000 rows (JSON lines and CSV) through the running
+    /// node's API and engine, rows per second; the engine alone beside it.
+    Import(bench::import::ImportArgs),
 }
 
 /// Exit status when a bench ran but missed its target (and the caller asked to fail on it).
@@ -66,6 +71,7 @@ fn main() -> ExitCode {
         Command::Diff(args) => net(bench::net::Which::Diff, args),
         Command::Idle(args) => net(bench::net::Which::Idle, args),
         Command::Net(args) => net(bench::net::Which::All, args),
+        Command::Import(args) => bench::import::run(args),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
