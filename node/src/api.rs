@@ -266,6 +266,8 @@ async fn network(s: &ApiState) -> Result<(Vec<crate::net::PeerInfo>, Vec<String>
     Ok((peers, listen))
 }
 
+/// Known peers.
+///
 /// Every known peer: peer id, hub did and name, addresses, connected since, last sync, sync
 /// rounds, bytes in and out, gossip score.
 #[utoipa::path(get, path = "/v1/peers", tag = "node",
@@ -336,6 +338,8 @@ fn parse_record(headers: &HeaderMap, body: &[u8]) -> Result<Record, ApiError> {
     })
 }
 
+/// Publish a record.
+///
 /// Create or update one of this hub's records (JSON, or TOML with `content-type:
 /// application/toml`); acknowledged once durable.
 #[utoipa::path(post, path = "/v1/records", tag = "records",
@@ -513,7 +517,10 @@ pub struct ExportParams {
     category: Option<String>,
 }
 
-/// The federated catalogue, or the part the filters select, in one of the export formats.
+/// Export the catalogue.
+///
+/// The federated catalogue, or the part the filters select, in one of the export formats:
+/// `bundle` (verifiable offline), `json` and `csv` (import again), `dcat-ap` (JSON-LD).
 #[utoipa::path(get, path = "/v1/export", tag = "import-export", params(ExportParams),
     responses(
         (status = 200, description = "The export", content(
@@ -653,6 +660,8 @@ impl ImportRow {
     }
 }
 
+/// Import many records.
+///
 /// Publish many of this hub's records: a JSON array (or the API's record views, as `export
 /// --format json` writes them), JSON lines (`application/x-ndjson`) or CSV (`text/csv`, the
 /// record layout's columns). Each valid row becomes its own signed change; a batch is stored
