@@ -150,14 +150,28 @@ pub enum Command {
         #[command(flatten)]
         dir: DataDirArg,
     },
-    /// Export the catalogue to standard output.
+    /// Export the federated catalogue (or a filtered part) to standard output.
     Export {
         #[command(flatten)]
         dir: DataDirArg,
-        /// bundle: every record with its signed changes and publisher keys.
+        /// bundle: every record with its signed changes and publisher keys (verifiable
+        /// offline); json: the records with provenance; csv: the record layout's columns;
+        /// dcat-ap: DCAT-AP 3 JSON-LD. json and csv import again.
         #[arg(long, default_value = "bundle")]
         format: String,
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long)]
+        country: Option<String>,
+        #[arg(long)]
+        category: Option<String>,
+        /// A publisher's did.
+        #[arg(long)]
+        publisher: Option<String>,
     },
+    /// Publish every row of a JSON array, JSON lines or CSV file as its own signed record;
+    /// refused rows are reported with their row number, field and reason.
+    Import(crate::import::ImportArgs),
     /// Check every signature of an exported bundle offline (no node needed).
     Verify { file: PathBuf },
     /// Key commands.
@@ -538,13 +552,47 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Export { dir, format } => {
+        Command::Export {
+            dir,
+            format,
+            kind,
+            country,
+            category,
+            publisher,
+        } => {
             let client = Client::for_dir(&dir.data_dir)?;
-            let v = client
-                .get(&format!("/v1/export?format={}", urlencode(&format)))
+            let mut query = vec![format!("format={}", urlencode(&format))];
+            for (k, v) in [
+                ("kind", kind),
+                ("country", country),
+                ("category", category),
+                ("publisher", publisher),
+            ] {
+                if let Some(v) = v {
+                    query.push(format!("{k}={}", urlencode(&v)));
+                }
+            }
+            let text = client
+                .raw(
+                    reqwest::Method::GET,
+                    &format!("/v1/export?{}", query.join("&")),
+                    None,
+                    false,
+                )
                 .await?;
-            print_json(&v)
+            if format == "bundle" {
+                // Pretty-printed, as before.
+                let v: Value = serde_json::from_str(&text)?;
+                print_json(&v)
+            } else {
+                print!("{text}");
+                if !text.ends_with('\n') {
+                    println!();
+                }
+                Ok(())
+            }
         }
+        Command::Import(args) => crate::import::run_cli(args, json).await,
         Command::Verify { file } => {
             let text =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -694,6 +742,53 @@ impl Client {
             true,
         )
         .await
+    }
+
+    /// A request whose answer is returned as text (exports in CSV, imports' reports); a
+    /// non-2xx answer becomes an error naming the field and the detail.
+    pub(crate) async fn raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+        write: bool,
+    ) -> anyhow::Result<String> {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if write {
+            if let Some(t) = &self.token {
+                req = req.bearer_auth(t);
+            }
+        }
+        if let Some((content_type, bytes)) = body {
+            req = req.header("content-type", content_type).body(bytes);
+        }
+        let resp = req.send().await.map_err(|e| self.unreachable(e))?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        if status.is_success() {
+            Ok(text)
+        } else {
+            let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let field = body["field"]
+                .as_str()
+                .map(|f| format!("field `{f}`: "))
+                .unwrap_or_default();
+            let detail = body["detail"].as_str().unwrap_or("(no detail)");
+            bail!("{field}{detail} (HTTP {})", status.as_u16())
+        }
+    }
+
+    fn unreachable(&self, e: reqwest::Error) -> anyhow::Error {
+        if e.is_connect() {
+            anyhow!(
+                "the hubcat node for {} is not running (no answer at {}); start it with `hubcat run --data-dir {}`",
+                self.data_dir.display(),
+                self.base,
+                self.data_dir.display()
+            )
+        } else {
+            anyhow!("request to {} failed: {e}", self.base)
+        }
     }
 
     async fn send(

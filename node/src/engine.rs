@@ -46,6 +46,8 @@ mod changes;
 mod confirm;
 pub use changes::RecordChanges;
 use changes::RecordMap;
+mod batch;
+pub use batch::BatchRow;
 
 /// A document's deferred changes are applied once this many wait … (64 measured about 5 µs
 /// per record slower end to end at 100 000 records; 256 no faster than 128)

@@ -5,12 +5,14 @@
 //! - [`ingest`]: the ingest pipeline stage by stage, then end to end through the engine.
 //! - [`net`]: the federation layer on loopback — propagate, catchup, diff, idle.
 //! - [`search`]: the search index — build (reindex) time, query latency per class, memory.
+//! - [`import`]: bulk import through `hubcat import` → API → engine, rows per second.
 //!
 //! The ingest bench runs on one thread (the node ingests on one core; sled's own flusher thread
 //! is the only other one) and reports rates in records per second. The network benches run
 //! real in-process nodes, each on its own two-thread runtime.
 
 pub mod corpus;
+pub mod import;
 pub mod ingest;
 pub mod net;
 pub mod search;

@@ -7,6 +7,8 @@
 //! cargo run --release -p hubcat-tests --bin hubcat-bench -- propagate|catchup|diff|idle [--json] [--quick]
 //! cargo run --release -p hubcat-tests --bin hubcat-bench -- search [--json] [--quick]
 //!     [--records 10000,100000] [--publishers 500]
+//! cargo build --release -p hubcat-node && \
+//!   cargo run --release -p hubcat-tests --bin hubcat-bench -- import [--json] [--quick] [--rows 10000]
 //! ```
 //!
 //! Each bench lives in its own module under `tests/src/bench/` and prints a human table, or
@@ -52,6 +54,9 @@ enum Command {
     Net(bench::net::NetArgs),
     /// Search index: build (reindex) time, query p50/p99 per class, memory; 10 k and 100 k.
     Search(bench::search::SearchArgs),
+    /// Bulk import: `hubcat import` of 10 000 rows (JSON lines and CSV) through the running
+    /// node's API and engine, rows per second; the engine alone beside it.
+    Import(bench::import::ImportArgs),
 }
 
 /// Exit status when a bench ran but missed its target (and the caller asked to fail on it).
@@ -71,6 +76,7 @@ fn main() -> ExitCode {
         Command::Idle(args) => net(bench::net::Which::Idle, args),
         Command::Net(args) => net(bench::net::Which::All, args),
         Command::Search(args) => bench::search::run(args).map(|met| met || !args.require_target),
+        Command::Import(args) => bench::import::run(args),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
