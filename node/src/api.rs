@@ -20,7 +20,7 @@ use crate::engine::{Catalogue, EngineError, ListFilter};
 use crate::export::{ExportFormat, Exporter};
 use crate::import::{CsvOptions, ImportFormat};
 
-mod query;
+pub(crate) mod query;
 
 /// Shared state of the API handlers.
 #[derive(Clone)]

@@ -37,6 +37,15 @@ use crate::api;
         api::withdraw,
         api::export,
         api::import_records,
+        api::query::search,
+        api::query::gaps,
+        api::query::duplicates,
+        api::query::match_services,
+        api::query::confirm,
+        api::query::confirm_all,
+        api::query::reindex,
+        crate::ops::readyz,
+        crate::ops::metrics,
     ),
     components(schemas(api::StatusBody, api::PeerSync, api::ImportReport, api::ImportRow)),
     modifiers(&BearerToken),
@@ -44,6 +53,7 @@ use crate::api;
         (name = "records", description = "The federated catalogue's records"),
         (name = "import-export", description = "Bulk import and exports (JSON, CSV, DCAT-AP)"),
         (name = "node", description = "The node itself"),
+        (name = "query", description = "Search, gap analysis, duplicates and matchmaking over the whole federation"),
     )
 )]
 pub struct ApiDoc;

@@ -51,8 +51,18 @@ pub struct Readiness {
     pub peers_required: usize,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub waiting_for: Vec<&'static str>,
+    /// When not ready: `not_ready`, and what it waits for, as in every error body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "node",
+    responses(
+        (status = 200, description = "Ready: store open, catalogue and search index loaded, a peer connected when bootstrap peers are configured", body = Object),
+        (status = 503, description = "Not ready: the error body, plus the readiness fields and what it waits for", body = crate::api::ErrorBody),
+    ))]
 async fn readyz(State(s): State<OpsState>) -> Response {
     let c = s.catalogue.clone();
     // The store and the view: a status read takes the catalogue lock and asks sled for its
@@ -85,8 +95,11 @@ async fn readyz(State(s): State<OpsState>) -> Response {
     if peers < peers_required {
         waiting_for.push("a peer (p2p.bootstrap is set)");
     }
+    let ready = waiting_for.is_empty();
     let body = Readiness {
-        ready: waiting_for.is_empty(),
+        ready,
+        error: (!ready).then_some("not_ready"),
+        detail: (!ready).then(|| format!("waiting for: {}", waiting_for.join(", "))),
         store,
         catalogue,
         records,
@@ -102,6 +115,11 @@ async fn readyz(State(s): State<OpsState>) -> Response {
     (status, Json(body)).into_response()
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "node",
+    responses(
+        (status = 200, description = "Prometheus (OpenMetrics) text", body = String, content_type = "application/openmetrics-text"),
+        (status = 503, description = "Metrics could not be gathered", body = crate::api::ErrorBody),
+    ))]
 async fn metrics(State(s): State<OpsState>) -> Response {
     match s.metrics.render(&s.catalogue, s.net.as_ref()).await {
         Ok(text) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),

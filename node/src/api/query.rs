@@ -24,7 +24,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::{authorised, blocking, body_error, query_error, ApiError, ApiState};
+use super::{authorised, blocking, body_error, query_error, ApiError, ApiState, ErrorBody};
 use crate::search::insight::{DuplicateGroup, Gaps, MatchResult};
 use crate::search::params::{GapsParams, MatchParams};
 use crate::search::{ParamError, SearchError, SearchParams, SearchResults};
@@ -66,6 +66,32 @@ where
         .map_err(ApiError::from)
 }
 
+/// Full-text search over the whole federated catalogue, with filters, facets and pages.
+#[utoipa::path(get, path = "/v1/search", tag = "query",
+    params(
+        ("q" = Option<String>, Query, description = "Words to find, in any language"),
+        ("kind" = Option<String>, Query, description = "profile, service or practice"),
+        ("category" = Option<String>, Query, description = "EDIH service category slug"),
+        ("technology" = Option<String>, Query, description = "Technology slug"),
+        ("sector" = Option<String>, Query, description = "Sector slug"),
+        ("country" = Option<String>, Query, description = "ISO 3166-1 alpha-2: records serving the country or a region in it"),
+        ("region" = Option<String>, Query, description = "NUTS code; matches its sub-regions"),
+        ("language" = Option<String>, Query, description = "ISO 639-1: records served in it, ranked first"),
+        ("maturity" = Option<String>, Query, description = "Practice maturity"),
+        ("practice_type" = Option<String>, Query, description = "Practice type"),
+        ("hub_type" = Option<String>, Query, description = "Hub type of profiles"),
+        ("publisher" = Option<String>, Query, description = "Publisher did"),
+        ("open_to_twinning" = Option<String>, Query, description = "true or false"),
+        ("fresh" = Option<String>, Query, description = "true: confirmed recently; false: stale"),
+        ("lang" = Option<String>, Query, description = "Language for titles in the results"),
+        ("page" = Option<String>, Query, description = "Page number, from 1"),
+        ("per_page" = Option<String>, Query, description = "Results per page"),
+    ),
+    responses(
+        (status = 200, description = "Ranked results with facet counts", body = Object),
+        (status = 400, description = "A bad parameter (named)", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ))]
 async fn search(
     State(s): State<ApiState>,
     params: Result<Query<SearchParams>, QueryRejection>,
@@ -76,6 +102,18 @@ async fn search(
     Ok(Json(blocking_index(move || index.search(&query)).await?))
 }
 
+/// Gap analysis: category × country (or NUTS region) → services and hubs, and empty cells.
+#[utoipa::path(get, path = "/v1/gaps", tag = "query",
+    params(
+        ("by" = Option<String>, Query, description = "country (default) or region"),
+        ("category" = Option<String>, Query, description = "Only this category"),
+        ("technology" = Option<String>, Query, description = "Only services with this technology"),
+    ),
+    responses(
+        (status = 200, description = "The matrix and its empty cells", body = Object),
+        (status = 400, description = "A bad parameter (named)", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ))]
 async fn gaps(
     State(s): State<ApiState>,
     params: Result<Query<GapsParams>, QueryRejection>,
@@ -97,6 +135,13 @@ pub struct DuplicatesBody {
     pub groups: Vec<DuplicateGroup>,
 }
 
+/// Profiles of different publishers that look like the same organisation.
+#[utoipa::path(get, path = "/v1/duplicates", tag = "query",
+    responses(
+        (status = 200, description = "Groups of look-alike profiles", body = Object),
+        (status = 400, description = "An unexpected parameter", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ))]
 async fn duplicates(
     State(s): State<ApiState>,
     params: Result<Query<NoParams>, QueryRejection>,
@@ -129,6 +174,15 @@ fn json_error(e: serde_json::Error) -> ApiError {
     ApiError::bad_field(&field, detail)
 }
 
+/// Matchmaking: services ranked for a need, each with why it matched.
+#[utoipa::path(post, path = "/v1/match", tag = "query",
+    request_body(description = "{need, country, language?, category?, technologies?, audience?}", content = Object),
+    responses(
+        (status = 200, description = "Ranked services with reasons", body = Object),
+        (status = 400, description = "A bad field (named)", body = ErrorBody),
+        (status = 413, description = "Body over api.max_body_bytes", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ))]
 async fn match_services(
     State(s): State<ApiState>,
     body: Result<Bytes, BytesRejection>,
@@ -144,6 +198,19 @@ async fn match_services(
     }))
 }
 
+/// Re-sign one of this hub's records with only `last_confirmed` changed.
+#[utoipa::path(post, path = "/v1/records/{id}/confirm", tag = "records",
+    params(("id" = String, Path, description = "Record id, `slug@z6Mk…` or a bare slug")),
+    responses(
+        (status = 200, description = "The confirmed record", body = Object),
+        (status = 400, description = "A bad id", body = ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 403, description = "Another hub's record", body = ErrorBody),
+        (status = 404, description = "No such record", body = ErrorBody),
+        (status = 409, description = "Ambiguous bare slug", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
 async fn confirm(
     State(s): State<ApiState>,
     headers: HeaderMap,
@@ -160,6 +227,14 @@ pub struct ConfirmedBody {
     pub confirmed: Vec<String>,
 }
 
+/// Re-sign every one of this hub's records with only `last_confirmed` changed.
+#[utoipa::path(post, path = "/v1/confirm", tag = "records",
+    responses(
+        (status = 200, description = "How many records were confirmed", body = Object),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
 async fn confirm_all(
     State(s): State<ApiState>,
     headers: HeaderMap,
@@ -179,6 +254,14 @@ pub struct ReindexBody {
     pub took_ms: u64,
 }
 
+/// Rebuild the search index from the catalogue.
+#[utoipa::path(post, path = "/v1/reindex", tag = "query",
+    responses(
+        (status = 200, description = "Records indexed and the time it took", body = Object),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
 async fn reindex(
     State(s): State<ApiState>,
     headers: HeaderMap,
