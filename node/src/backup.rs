@@ -173,6 +173,10 @@ pub fn restore(dd: &DataDir, file: &Path) -> anyhow::Result<RestoreReport> {
                 "a node is running on {}; stop it before restoring (`hubcat backup` works while it runs, restore does not)",
                 dd.root().display()
             ),
+            Err(e) if e.to_string().contains("lock") => bail!(
+                "the store in {} is locked ({e}); stop the node before restoring",
+                dd.root().display()
+            ),
             // A damaged store is a reason to restore, not a reason to stop.
             Err(e) => tracing::warn!(error = %e, "the current store does not open; replacing it"),
         }

@@ -97,7 +97,11 @@ impl SledStore {
             .cache_capacity(256 * 1024 * 1024)
             .open()
             .map_err(|e| match e {
-                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                // sled reports the data directory's lock as `Other` "could not acquire lock".
+                sled::Error::Io(io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("could not acquire lock") =>
+                {
                     StoreError::Locked(path.display().to_string())
                 }
                 other => StoreError::Sled(other),

@@ -142,8 +142,14 @@ fn bootstrap_by_address_alone_learns_the_peer_id_when_allowed() {
     let b = TestHub::start_configured(
         "GAL",
         "ES",
-        &[bare],
-        &[("p2p.bootstrap_unpinned", toml::Value::Boolean(true))],
+        &[],
+        &[
+            (
+                "p2p.bootstrap",
+                toml::Value::Array(vec![toml::Value::String(bare)]),
+            ),
+            ("p2p.bootstrap_unpinned", toml::Value::Boolean(true)),
+        ],
     )
     .expect("hub B");
     let id = a.publish_ok(&sample("hds-testbed"))["id"]
