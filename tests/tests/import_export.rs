@@ -603,3 +603,25 @@ fn real_public_service_cases_import_as_practices() {
     assert_eq!(first["record"]["maturity"], "deployed");
     assert_eq!(first["record"]["countries"], json!(["BE"]));
 }
+
+#[test]
+fn imported_records_reach_the_other_hubs_of_the_federation() {
+    let a = TestHub::start("HDS", "SE").expect("hub a");
+    let b = TestHub::start_with("GAL", "ES", &[a.p2p_addr()]).expect("hub b");
+    let rows: Vec<Value> = (0..60)
+        .map(|i| {
+            json!({"kind": "service", "id": format!("bulk-{i:03}"),
+                "title": {"en": format!("Bulk service {i}")}, "description": {"en": "Imported."},
+                "category": "ecosystem-and-networking", "area_served": ["SE"]})
+        })
+        .collect();
+    let (status, report) = import(&a, "", "application/json", &json!(rows).to_string());
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["published"], 60, "{report}");
+    assert!(
+        hubcat_tests::wait_until(std::time::Duration::from_secs(30), || b.count() == 60),
+        "hub b has {} of the 60 imported records",
+        b.count()
+    );
+    assert_eq!(a.digest(), b.digest());
+}
