@@ -475,6 +475,11 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
         ),
         ("p2p.max_message_bytes", c.p2p.max_message_bytes, 64 * 1024),
         ("p2p.max_peers", c.p2p.max_peers, 1),
+        (
+            "catalogue.stale_after_days",
+            c.catalogue.stale_after_days,
+            1,
+        ),
     ] {
         if value < min {
             return Err(bad(

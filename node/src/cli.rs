@@ -192,7 +192,7 @@ pub enum Command {
     /// Start a demo on this machine with records about real hubs, and print how to query it.
     Demo(crate::demo::DemoArgs),
     /// Search the whole federated catalogue: text in any language, filters, facets.
-    Search(query::SearchArgs),
+    Search(Box<query::SearchArgs>),
     /// Gap analysis: services and hubs per category and country (or NUTS region).
     Gaps(query::GapsArgs),
     /// Profiles of different publishers that look like the same organisation.
@@ -201,7 +201,7 @@ pub enum Command {
         dir: DataDirArg,
     },
     /// Services for a need, ranked, with why each matched.
-    Match(query::MatchArgs),
+    Match(Box<query::MatchArgs>),
     /// Confirm this hub's record (or --all) is still true: re-signed with a new last_confirmed.
     Confirm(query::ConfirmArgs),
     /// Rebuild the running node's search index from its catalogue.
@@ -642,10 +642,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo(args) => crate::demo::run(args, json).await,
-        Command::Search(args) => query::search(args, json).await,
+        Command::Search(args) => query::search(*args, json).await,
         Command::Gaps(args) => query::gaps(args, json).await,
         Command::Duplicates { dir } => query::duplicates(dir, json).await,
-        Command::Match(args) => query::match_services(args, json).await,
+        Command::Match(args) => query::match_services(*args, json).await,
         Command::Confirm(args) => query::confirm(args, json).await,
         Command::Reindex { dir } => query::reindex(dir, json).await,
     }

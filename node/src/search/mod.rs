@@ -11,9 +11,13 @@
 //! view it derives from is itself rebuilt from the store at open, so an in-memory index can
 //! never disagree with the store after a crash, needs no migration when the schema or the
 //! analyzers change, and costs no disk writes (tantivy commits, fsyncs) on the ingest path.
-//! The price is the rebuild at start — about 2 s for 100 000 records in a release build (see
-//! BENCHMARKS.md, "Search"), next to the ~1 s the catalogue itself takes to open — and the
-//! memory, which is small next to the view's. `hubcat reindex` rebuilds it while the node runs.
+//! The price is the rebuild at every start and the memory (each entry keeps a copy of the
+//! record view beside the tantivy index); `hubcat-bench search` measures both at 10 000 and
+//! 100 000 records (BENCHMARKS.md, "search" — the release figures are still to be recorded
+//! there; a debug build on a busy machine indexed about 1 100 records/s). Should the rebuild
+//! prove too slow for large federations, the same documents can go to an on-disk index under
+//! the data directory with the catalogue digest as its commit payload, rebuilt only when the
+//! digest differs. `hubcat reindex` rebuilds the index while the node runs.
 //!
 //! **Kept current.** The index tracks the catalogue's changed records
 //! ([`Catalogue::track_changes`]): a background task applies them whenever a commit wakes it
