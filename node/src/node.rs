@@ -162,7 +162,10 @@ impl RunningNode {
                 tracing::warn!("network did not stop within {NET_CLOSE:?}");
             }
         }
+        // The updater holds the index, which holds the catalogue and so the store's lock:
+        // wait until the aborted task is gone, so a restart can open the store again.
         self.search_task.abort();
+        let _ = self.search_task.await;
         if let Some(task) = self.net_task {
             task.abort();
         }

@@ -38,7 +38,7 @@ pub mod insight;
 pub mod params;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use hubcat_protocol::bundle::Provenance;
 use hubcat_protocol::record::{parse_timestamp, LangMap};
@@ -771,7 +771,9 @@ pub struct SearchResults {
 
 /// The catalogue's search index (see the module doc).
 pub struct SearchIndex {
-    catalogue: Arc<Catalogue>,
+    /// Weak: an index derived from the catalogue must not keep it (and the store's lock)
+    /// alive after the node stops.
+    catalogue: Weak<Catalogue>,
     stale_after_secs: i64,
     inner: RwLock<Inner>,
     /// Taking changes from the catalogue and applying them happen as one step, in order.
@@ -787,7 +789,7 @@ impl SearchIndex {
             .saturating_mul(DAY_SECS);
         let inner = Self::build(&catalogue)?;
         Ok(SearchIndex {
-            catalogue,
+            catalogue: Arc::downgrade(&catalogue),
             stale_after_secs,
             inner: RwLock::new(inner),
             refresh: Mutex::new(()),
@@ -808,7 +810,8 @@ impl SearchIndex {
     /// from the old index until the new one is ready. Returns the number of records indexed.
     pub fn rebuild(&self) -> Result<usize, SearchError> {
         let _order = self.refresh.lock().unwrap_or_else(|p| p.into_inner());
-        let fresh = Self::build(&self.catalogue)?;
+        let catalogue = self.catalogue()?;
+        let fresh = Self::build(&catalogue)?;
         let count = fresh.entries.len();
         *self.write() = fresh;
         Ok(count)
@@ -817,7 +820,12 @@ impl SearchIndex {
     /// Apply every change the catalogue made since the last refresh.
     pub fn refresh(&self) -> Result<(), SearchError> {
         let _order = self.refresh.lock().unwrap_or_else(|p| p.into_inner());
-        let changes = self.catalogue.take_changes();
+        // The node is stopping: nothing more to apply.
+        let Some(catalogue) = self.catalogue.upgrade() else {
+            return Ok(());
+        };
+        let changes = catalogue.take_changes();
+        drop(catalogue);
         if changes.is_empty() {
             return Ok(());
         }
@@ -827,11 +835,17 @@ impl SearchIndex {
     /// Keep the index current in the background: apply changes whenever the catalogue
     /// reports some (queries also apply what is left before they run). Ends with the runtime.
     pub fn spawn_updater(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
-        let index = self.clone();
+        let index = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
-                index.catalogue.records_changed().notified().await;
-                let worker = index.clone();
+                let Some(catalogue) = index.upgrade().and_then(|i| i.catalogue.upgrade()) else {
+                    break;
+                };
+                catalogue.records_changed().notified().await;
+                drop(catalogue);
+                let Some(worker) = index.upgrade() else {
+                    break;
+                };
                 match tokio::task::spawn_blocking(move || worker.refresh()).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => tracing::error!(error = %e, "updating the search index failed"),
@@ -839,6 +853,12 @@ impl SearchIndex {
                 }
             }
         })
+    }
+
+    fn catalogue(&self) -> Result<Arc<Catalogue>, SearchError> {
+        self.catalogue
+            .upgrade()
+            .ok_or_else(|| SearchError::Internal("the catalogue is closed".into()))
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
