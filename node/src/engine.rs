@@ -1288,7 +1288,8 @@ mod tests {
     use super::*;
     use crate::store::SledStore;
 
-    fn service(slug: &str, title: &str) -> Record {
+    /// A valid service record (also used by the batch tests).
+    pub(super) fn service(slug: &str, title: &str) -> Record {
         Record::from_value(serde_json::json!({"kind": "service", "id": slug,
             "title": {"en": title}, "description": {"en": "A service."},
             "category": "skills-and-training"}))

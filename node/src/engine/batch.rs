@@ -165,14 +165,8 @@ fn finished(row: Option<BatchRow>) -> BatchRow {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::tests::service;
     use crate::store::SledStore;
-
-    fn service(slug: &str, title: &str) -> Record {
-        Record::from_value(serde_json::json!({"kind": "service", "id": slug,
-            "title": {"en": title}, "description": {"en": "A service."},
-            "category": "skills-and-training"}))
-        .expect("valid")
-    }
 
     fn practice(slug: &str) -> Record {
         Record::from_value(serde_json::json!({"kind": "practice", "id": slug,
