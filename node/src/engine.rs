@@ -346,6 +346,25 @@ impl DocState {
     }
 }
 
+/// Apply stored changes to `doc` (a snapshot holds only changes whose dependencies had arrived,
+/// so all of them are replayed: Automerge skips the ones it has, cheaply); whether Automerge
+/// refused any.
+fn replay(mut doc: CatalogueDoc, changes: &[(Change, Vec<u8>)]) -> (CatalogueDoc, bool) {
+    let all: Vec<Change> = changes.iter().map(|(c, _)| c.clone()).collect();
+    if let Err(e) = doc.apply(all) {
+        tracing::warn!(doc = %doc.id(), error = %e, "replaying the log as a batch failed; replaying change by change");
+        let mut failed = false;
+        for (change, _) in changes {
+            if let Err(e) = doc.apply(vec![change.clone()]) {
+                tracing::error!(doc = %doc.id(), change = %change.hash(), error = %e, "skipping a stored change Automerge refuses");
+                failed = true;
+            }
+        }
+        return (doc, failed);
+    }
+    (doc, false)
+}
+
 /// One actor's changes in a document.
 struct ActorLog {
     /// Stands for the actor in `DocState::ops` (numbered in order of appearance).
@@ -510,14 +529,9 @@ impl Catalogue {
         let mut known = HashSet::new();
         for (doc_id, entries) in by_doc {
             let snapshot = snapshots.get(&doc_id);
-            let mut doc = match snapshot {
-                Some(s) => CatalogueDoc::load(doc_id.clone(), &s.doc)?,
-                None => CatalogueDoc::remote(doc_id.clone()),
-            };
             let upto = snapshot.map_or(0, |s| s.upto_seq);
-            let in_snapshot = entries.iter().filter(|(seq, _)| *seq <= upto).count();
+            let mut in_snapshot = entries.iter().filter(|(seq, _)| *seq <= upto).count();
             let mut state_changes = Vec::with_capacity(entries.len());
-            let mut to_apply = Vec::with_capacity(entries.len());
             for (seq, env) in entries {
                 let change = Change::try_from(env.change.as_slice()).map_err(|e| {
                     EngineError::Store(StoreError::Corrupt {
@@ -525,20 +539,24 @@ impl Catalogue {
                         source: hubcat_protocol::codec::CodecError::Malformed(e.to_string()),
                     })
                 })?;
-                // A snapshot holds only changes whose dependencies had arrived; replay them all
-                // (Automerge skips the ones it has by actor sequence number, cheaply).
-                to_apply.push(change.clone());
                 state_changes.push((change, env.signature));
             }
-            let mut apply_failed = false;
-            if let Err(e) = doc.apply(to_apply.clone()) {
-                tracing::warn!(doc = %doc_id, error = %e, "replaying the log as a batch failed; replaying change by change");
-                for change in to_apply {
-                    if let Err(e) = doc.apply(vec![change.clone()]) {
-                        tracing::error!(doc = %doc_id, change = %change.hash(), error = %e, "skipping a stored change Automerge refuses");
-                        apply_failed = true;
-                    }
-                }
+            let logged: HashSet<ChangeHash> = state_changes.iter().map(|(c, _)| c.hash()).collect();
+            let (mut doc, mut apply_failed) = match snapshot {
+                Some(s) => replay(CatalogueDoc::load(doc_id.clone(), &s.doc)?, &state_changes),
+                None => replay(CatalogueDoc::remote(doc_id.clone()), &state_changes),
+            };
+            // The log is the record of what this node accepted; a snapshot only saves replay
+            // time. A snapshot holding a change the log lacks (a store that lost its tail in a
+            // crash) would serve a record without its signature and tell peers it has a change
+            // it cannot pass on: rebuild such a document from the log alone, so peers send the
+            // lost changes again.
+            let mut rebuilt = false;
+            if doc.heads().iter().any(|h| !logged.contains(h)) {
+                tracing::error!(doc = %doc_id, "the snapshot holds changes missing from the log; rebuilding the document from the log (peers will send the missing changes again)");
+                (doc, apply_failed) = replay(CatalogueDoc::remote(doc_id.clone()), &state_changes);
+                in_snapshot = 0;
+                rebuilt = true;
             }
             let mut ds = DocState::new(doc);
             for (change, sig) in &state_changes {
@@ -546,9 +564,26 @@ impl Catalogue {
                 known.insert(change.hash());
             }
             ds.apply_failed = apply_failed;
-            ds.irregular = apply_failed || !ds.doc.automerge().get_missing_deps(&[]).is_empty();
+            let queued = !ds.doc.automerge().get_missing_deps(&[]).is_empty();
+            ds.irregular = apply_failed || queued;
+            if queued {
+                // Changes still waiting for their dependencies: re-read their slots and
+                // announce them once those arrive, as before the restart.
+                for (change, _) in state_changes
+                    .iter()
+                    .filter(|(c, _)| !ds.doc.has_change(&c.hash()))
+                {
+                    // Stored changes passed this check when they arrived.
+                    if let Ok(slots) = layout::check_change(&doc_id, change) {
+                        ds.waiting.extend(slots);
+                    }
+                    ds.unannounced.push((change.hash(), change.timestamp()));
+                }
+            }
             ds.in_snapshot = in_snapshot;
             ds.since_snapshot = state_changes.len() - in_snapshot;
+            // Replace the bad snapshot at the next save.
+            ds.dirty = rebuilt;
             docs.insert(doc_id, ds);
         }
         let own = DocId::Hub(key.id());
@@ -1563,5 +1598,101 @@ mod tests {
         c.publish(&service("v", "New"))
             .expect("publish after reopen");
         assert_eq!(c.record_count(), 4);
+    }
+
+    /// A crash that loses the log's tail but keeps a later snapshot must not leave the node
+    /// claiming changes it cannot show or pass on: the lost change is asked for again, and
+    /// once a peer sends it, its record is served with its signature.
+    #[test]
+    fn a_snapshot_ahead_of_the_log_is_set_aside_and_the_lost_change_comes_back() {
+        let key_bytes = [9u8; 32];
+        let key = || HubKey::from_secret_bytes(&key_bytes).expect("key");
+        let whole = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(SledStore::open(whole.path()).expect("store"));
+        let c = Catalogue::open(store.clone(), key()).expect("open");
+        c.publish(&service("s", "Logged")).expect("publish");
+        c.publish(&service("t", "Lost from the log"))
+            .expect("publish");
+        c.snapshot().expect("snapshot");
+        let own = DocId::Hub(key().id());
+        let log = store.log().expect("log");
+        let snapshots = store.snapshots().expect("snapshots");
+        let suffix = store
+            .get_meta("actor_suffix")
+            .expect("meta")
+            .expect("suffix");
+        let lost = log[1].1.clone();
+        let lost_hash = Change::try_from(lost.change.as_slice())
+            .expect("change")
+            .hash();
+        drop(c);
+
+        // The same store as it could look after such a crash: the snapshot, the first change.
+        let crashed = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(SledStore::open(crashed.path()).expect("store"));
+        let first = &log[0].1;
+        let first_hash = Change::try_from(first.change.as_slice())
+            .expect("change")
+            .hash();
+        store.append(&[(first_hash, first)]).expect("append");
+        for (doc, snapshot) in &snapshots {
+            store.put_snapshot(doc, snapshot).expect("snapshot");
+        }
+        store.put_meta("actor_suffix", &suffix).expect("meta");
+        let c = Catalogue::open(store, key()).expect("open after the crash");
+        assert_eq!(c.record_count(), 1);
+        assert!(c.get("s").is_ok());
+        assert!(
+            !c.has_all(&own, &[lost_hash]),
+            "the node must not claim the change its log lost"
+        );
+        assert_eq!(c.doc_heads_of(&own), vec![first_hash]);
+
+        let report = c
+            .ingest(vec![lost], hubcat_protocol::now_ms())
+            .expect("ingest");
+        assert_eq!(report.accepted, 1, "{report:?}");
+        let back = c.get("t").expect("the lost record is back");
+        assert_eq!(back.provenance.change_hash, lost_hash.to_string());
+        assert_eq!(c.record_count(), 2);
+    }
+
+    /// A change that arrived before its dependency and was stored, then the node stopped: once
+    /// the dependency arrives after the restart, both records are served.
+    #[test]
+    fn a_change_waiting_for_its_dependency_across_a_restart_becomes_visible() {
+        let publisher = HubKey::from_secret_bytes(&[3u8; 32]).expect("key");
+        let mut doc = CatalogueDoc::new(publisher.id(), [1; 16]);
+        let now = hubcat_protocol::now_ms();
+        let first = doc.upsert(&service("a", "First"), now).expect("change");
+        let second = doc.upsert(&service("b", "Second"), now).expect("change");
+        let first = change::sign(&publisher, doc.id(), &first);
+        let second = change::sign(&publisher, doc.id(), &second);
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let node = || HubKey::from_secret_bytes(&[4u8; 32]).expect("key");
+        {
+            let store = Arc::new(SledStore::open(dir.path()).expect("store"));
+            let c = Catalogue::open(store, node()).expect("open");
+            let report = c.ingest(vec![second], now).expect("ingest");
+            assert_eq!(report.accepted, 1, "{report:?}");
+            assert_eq!(c.record_count(), 0, "waits for its dependency");
+        }
+        let store = Arc::new(SledStore::open(dir.path()).expect("store"));
+        let c = Catalogue::open(store, node()).expect("reopen");
+        let mut applied = c.subscribe_applied();
+        let report = c.ingest(vec![first], now).expect("ingest");
+        assert_eq!(report.accepted, 1, "{report:?}");
+        let ids: Vec<String> = c
+            .list(&ListFilter::default())
+            .iter()
+            .map(|v| v.id.split('@').next().unwrap_or_default().to_owned())
+            .collect();
+        assert_eq!(ids, ["a", "b"], "both records are served");
+        let mut announced = 0;
+        while applied.try_recv().is_ok() {
+            announced += 1;
+        }
+        assert_eq!(announced, 2, "both changes are announced as applied");
     }
 }

@@ -376,9 +376,15 @@ impl Federation {
                         format!("hub{}: {n} missing", i + 1)
                     })
                     .collect();
+                // The logs of the first hub that lacks something (else hub1's).
+                let worst = ids
+                    .iter()
+                    .position(|s| !s.as_ref().is_some_and(|s| s.is_superset(want)))
+                    .unwrap_or(0);
                 panic!(
-                    "{what}: no convergence within {CONVERGE:?}: {missing:?}, digests {digests:?}\nlogs of hub1:\n{}",
-                    self.logs(0)
+                    "{what}: no convergence within {CONVERGE:?}: {missing:?}, digests {digests:?}\nlogs of hub{}:\n{}",
+                    worst + 1,
+                    self.logs(worst)
                 );
             }
             std::thread::sleep(Duration::from_millis(200));
