@@ -75,6 +75,9 @@ const PREFIX_BOOST: Score = 0.3;
 const OWN_LANGUAGE_BOOST: Score = 2.0;
 /// Share of query words a search hit must contain (rounded up; one-word queries need it).
 const SEARCH_MIN_SHARE: f32 = 0.6;
+/// The background updater gathers changes this long before it applies them (one commit and
+/// reader reload each time: per change, they cost more than indexing the record).
+const UPDATE_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 /// The largest page size.
 pub const MAX_PER_PAGE: usize = 100;
 /// Seconds in a day.
@@ -832,8 +835,10 @@ impl SearchIndex {
         self.write().apply(changes)
     }
 
-    /// Keep the index current in the background: apply changes whenever the catalogue
-    /// reports some (queries also apply what is left before they run). Ends with the runtime.
+    /// Keep the index current in the background: apply changes a moment after the catalogue
+    /// reports some, so a stream of changes costs one tantivy commit per [`UPDATE_EVERY`]
+    /// rather than one per change (queries apply what is left before they run, so answers are
+    /// current regardless). Ends with the runtime.
     pub fn spawn_updater(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let index = Arc::downgrade(self);
         tokio::spawn(async move {
@@ -843,6 +848,7 @@ impl SearchIndex {
                 };
                 catalogue.records_changed().notified().await;
                 drop(catalogue);
+                tokio::time::sleep(UPDATE_EVERY).await;
                 let Some(worker) = index.upgrade() else {
                     break;
                 };
