@@ -368,3 +368,68 @@ fn three_run_processes_configured_by_files_and_bootstrap_addresses_converge() {
         assert_eq!(node.terminate().expect("terminate"), 0);
     }
 }
+
+/// The query subcommands against a running node, as an operator types them: search (Swedish
+/// text finds the record), gaps, match, duplicates, confirm and reindex; a bad filter is
+/// refused naming the parameter, and nothing changes.
+#[test]
+fn the_query_commands_answer_from_the_running_node() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("hds");
+    init_hub(&dir, "HDS", "SE");
+    let _node = NodeProcess::start(&dir).expect("hubcat run");
+    publish_ok(
+        &dir,
+        &write_file(tmp.path(), "p.json", &sample("hds-profile").to_string()),
+    );
+    let id = publish_ok(
+        &dir,
+        &write_file(tmp.path(), "s.json", &sample("hds-testbed").to_string()),
+    );
+    let d = path_str(&dir);
+    let json = |args: &[&str]| -> Value {
+        let mut all = vec![args[0], "--json", "--data-dir", d];
+        all.extend_from_slice(&args[1..]);
+        let (code, out, err) = run_hubcat(&all);
+        assert_eq!(code, 0, "hubcat {args:?}: {err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("hubcat {args:?}: {e}: {out}"))
+    };
+
+    let found = json(&["search", "testbädd", "--country", "SE"]);
+    assert_eq!(found["total"], 1, "{found}");
+    assert_eq!(found["results"][0]["id"], id.as_str());
+    let none = json(&["search", "testbädd", "--country", "FI"]);
+    assert_eq!(none["total"], 0, "{none}");
+
+    let (code, _, err) = run_hubcat(&["search", "--data-dir", d, "--kind", "offering"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("kind") && err.contains("service"), "{err}");
+
+    let gaps = json(&["gaps", "--category", "test-before-invest"]);
+    let gaps_text = gaps.to_string();
+    assert!(gaps_text.contains("SE"), "{gaps_text}");
+
+    let matched = json(&["match", "validate an AI product on health data", "--country", "SE"]);
+    assert_eq!(matched["results"][0]["id"], id.as_str(), "{matched}");
+
+    let dups = json(&["duplicates"]);
+    assert!(dups.is_object() || dups.is_array(), "{dups}");
+
+    let before = json(&["show", &id]);
+    std::thread::sleep(Duration::from_millis(1100));
+    json(&["confirm", &id]);
+    let after = json(&["show", &id]);
+    assert_ne!(
+        before["record"]["last_confirmed"], after["record"]["last_confirmed"],
+        "confirm re-signs with a new last_confirmed"
+    );
+    assert_ne!(
+        before["provenance"]["change_hash"],
+        after["provenance"]["change_hash"]
+    );
+
+    let (code, _, err) = run_hubcat(&["reindex", "--data-dir", d]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json(&["search", "testbädd"])["total"], 1);
+    assert_eq!(cli_count(&dir).expect("list"), 2, "the query commands changed nothing else");
+}

@@ -12,6 +12,7 @@
 //! real in-process nodes, each on its own two-thread runtime.
 
 pub mod corpus;
+pub mod fts5;
 pub mod import;
 pub mod ingest;
 pub mod net;
