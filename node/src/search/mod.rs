@@ -47,7 +47,7 @@ use serde::Serialize;
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::Column;
 use tantivy::query::{
-    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, EmptyQuery, FuzzyTermQuery, Occur, Query,
+    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, EmptyQuery, Occur, Query,
     RangeQuery, TermQuery, TermSetQuery,
 };
 use tantivy::schema::{
@@ -461,10 +461,17 @@ impl Inner {
                         )),
                     ));
                     if *name != analysis::OTHER && term.chars().count() >= PREFIX_MIN_CHARS {
+                        // Every indexed term that starts with this one: the range of the term
+                        // dictionary from it up to it followed by 0xFF (no UTF-8 byte).
+                        let mut upper = t.clone();
+                        upper.append_bytes(&[0xFF]);
                         alternatives.push((
                             Occur::Should,
                             Box::new(BoostQuery::new(
-                                Box::new(FuzzyTermQuery::new_prefix(t, 0, false)),
+                                Box::new(RangeQuery::new(
+                                    std::ops::Bound::Included(t),
+                                    std::ops::Bound::Excluded(upper),
+                                )),
                                 PREFIX_BOOST * boost,
                             )),
                         ));

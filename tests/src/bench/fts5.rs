@@ -8,7 +8,8 @@
 //!   the English labels of its vocabulary terms;
 //! - `terms(field, value, id)`: one row per filterable and facet value (kind, category,
 //!   technology, sector, country, maturity, practice type), `WITHOUT ROWID` with the primary
-//!   key `(field, value, id)` so a filter is one index range.
+//!   key `(field, value, id)` so a filter is one index range, and an index on
+//!   `(id, field, value)` so the facets of a hit are one index range too.
 //!
 //! A query's hits are computed once into a materialised CTE; the page, the total and the
 //! facets are read from it in one statement. Text words are matched the way the node's index
@@ -61,7 +62,8 @@ impl Fts5 {
              PRAGMA temp_store = MEMORY;
              CREATE VIRTUAL TABLE fts USING fts5(body, tokenize = 'unicode61 remove_diacritics 2', prefix = '5');
              CREATE TABLE terms(field TEXT NOT NULL, value TEXT NOT NULL, id INTEGER NOT NULL,
-                                PRIMARY KEY (field, value, id)) WITHOUT ROWID;",
+                                PRIMARY KEY (field, value, id)) WITHOUT ROWID;
+             CREATE INDEX terms_of_record ON terms(id, field, value);",
         )?;
         let tx = db.unchecked_transaction()?;
         {
@@ -139,30 +141,47 @@ impl Fts5 {
         let mut args: Vec<String> = Vec::new();
         let mut hits = String::new();
         let text = q.text.as_deref().map(match_expression).filter(|m| !m.is_empty());
-        let column = if let Some(m) = &text {
-            hits.push_str("SELECT rowid AS id, bm25(fts) AS score FROM fts WHERE fts MATCH ?");
-            args.push(m.clone());
-            "rowid"
-        } else {
-            // Filters alone (or nothing): every record (each has one kind), unranked, as the
-            // node's index does.
-            hits.push_str("SELECT id, 0.0 AS score FROM terms WHERE field = 'kind'");
-            "id"
-        };
-        let filters: [(&str, Vec<String>); 5] = [
+        let filters: Vec<(&str, Vec<String>)> = [
             ("kind", q.kinds.iter().map(|k| k.to_string()).collect()),
             ("category", q.categories.clone()),
             ("technology", q.technologies.clone()),
             ("sector", q.sectors.clone()),
             ("country", q.countries.clone()),
-        ];
-        for (field, values) in filters.iter().filter(|(_, v)| !v.is_empty()) {
+        ]
+        .into_iter()
+        .filter(|(_, v): &(&str, Vec<String>)| !v.is_empty())
+        .collect();
+        let placeholders = |n: usize| vec!["?"; n].join(", ");
+        let mut with = String::new();
+        let mut rest = &filters[..];
+        if let Some(m) = &text {
+            // The text match once, materialised; the filters then narrow it down (left to
+            // itself, SQLite runs the match again for every candidate of a filter).
+            with.push_str(
+                "matched AS MATERIALIZED (SELECT rowid AS id, bm25(fts) AS score FROM fts WHERE fts MATCH ?), ",
+            );
+            args.push(m.clone());
+            hits.push_str("SELECT id, score FROM matched WHERE 1");
+        } else if let Some(((field, values), others)) = filters.split_first() {
+            // Filters alone: the first one's index range, narrowed by the others; unranked,
+            // as the node's index does.
             hits.push_str(&format!(
-                " AND {column} IN (SELECT id FROM terms WHERE field = ? AND value IN ("
+                "SELECT id, 0.0 AS score FROM terms WHERE field = ? AND value IN ({})",
+                placeholders(values.len())
             ));
             args.push((*field).to_owned());
-            hits.push_str(&vec!["?"; values.len()].join(", "));
-            hits.push_str("))");
+            args.extend(values.iter().cloned());
+            rest = others;
+        } else {
+            // Nothing asked: every record (each has one kind).
+            hits.push_str("SELECT id, 0.0 AS score FROM terms WHERE field = 'kind'");
+        }
+        for (field, values) in rest {
+            hits.push_str(&format!(
+                " AND id IN (SELECT id FROM terms WHERE field = ? AND value IN ({}))",
+                placeholders(values.len())
+            ));
+            args.push((*field).to_owned());
             args.extend(values.iter().cloned());
         }
         let facets = FACETS
@@ -171,7 +190,7 @@ impl Fts5 {
             .collect::<Vec<_>>()
             .join(", ");
         let sql = format!(
-            "WITH hits AS MATERIALIZED ({hits}),
+            "WITH {with}hits AS MATERIALIZED ({hits}),
                   page AS (SELECT id FROM hits ORDER BY score, id LIMIT {PAGE})
              SELECT 'page', NULL, id FROM page
              UNION ALL SELECT 'total', NULL, count(*) FROM hits
