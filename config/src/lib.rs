@@ -70,6 +70,30 @@ pub static OPTIONS: &[OptionSpec] = &[
         doc: "Largest request body the API accepts, in bytes (larger bodies get 413).",
     },
     OptionSpec {
+        key: "api.request_timeout_secs",
+        kind: Kind::Int,
+        default: "30",
+        doc: "Seconds a request may take before the API gives up on it with 503 (`timeout`).",
+    },
+    OptionSpec {
+        key: "api.max_concurrent_requests",
+        kind: Kind::Int,
+        default: "256",
+        doc: "Requests the API works on at once; more get 503 (`overloaded`) with Retry-After at once rather than queueing.",
+    },
+    OptionSpec {
+        key: "api.read_rate_per_sec",
+        kind: Kind::Int,
+        default: "50",
+        doc: "Read requests per second one client address may make (sustained); more get 429 (`rate_limited`) with Retry-After. Requests with the write token, and /healthz, /readyz and /metrics, are not limited. 0 turns the limit off.",
+    },
+    OptionSpec {
+        key: "api.read_burst",
+        kind: Kind::Int,
+        default: "100",
+        doc: "Read requests one client address may make at once above its sustained rate.",
+    },
+    OptionSpec {
         key: "p2p.listen",
         kind: Kind::List,
         default: "[\"/ip4/0.0.0.0/tcp/7071\", \"/ip4/0.0.0.0/udp/7071/quic-v1\"]",
@@ -173,6 +197,10 @@ pub struct HubSection {
 pub struct ApiSection {
     pub listen: SocketAddr,
     pub max_body_bytes: u64,
+    pub request_timeout_secs: u64,
+    pub max_concurrent_requests: u64,
+    pub read_rate_per_sec: u64,
+    pub read_burst: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -468,6 +496,9 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
     for (key, value, min) in [
         ("sync.interval_secs", c.sync.interval_secs, 1),
         ("sync.timeout_secs", c.sync.timeout_secs, 1),
+        ("api.request_timeout_secs", c.api.request_timeout_secs, 1),
+        ("api.max_concurrent_requests", c.api.max_concurrent_requests, 1),
+        ("api.read_burst", c.api.read_burst, 1),
         (
             "sync.max_response_bytes",
             c.sync.max_response_bytes,

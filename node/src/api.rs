@@ -20,6 +20,7 @@ use crate::engine::{Catalogue, EngineError, ListFilter};
 use crate::export::{ExportFormat, Exporter};
 use crate::import::{CsvOptions, ImportFormat};
 
+pub(crate) mod limits;
 pub(crate) mod query;
 
 /// Shared state of the API handlers.

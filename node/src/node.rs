@@ -102,15 +102,24 @@ pub async fn start(data_dir: &DataDir, config: &Config) -> anyhow::Result<Runnin
         needs_peer,
         metrics: metrics.clone(),
     };
+    let limits = api::limits::Limits::new(&config.api, state.token.clone());
     let app = api::router(state, config.api.max_body_bytes as usize)
         .merge(crate::ops::router(ops))
+        .layer(axum::middleware::from_fn_with_state(
+            limits,
+            api::limits::enforce,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             crate::metrics::track_requests,
         ));
     let (shutdown, mut rx) = watch::channel(false);
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
+        // The client's address is what the read rate limit counts by.
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
             .with_graceful_shutdown(async move {
                 let _ = rx.wait_for(|stop| *stop).await;
             })

@@ -209,8 +209,12 @@ impl TestHub {
             listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
             bootstrap: bootstrap.to_vec(),
         })?;
-        let mut flags: Vec<(&'static str, toml::Value)> =
-            vec![("sync.interval_secs", toml::Value::Integer(TEST_SYNC_SECS))];
+        // Tests poll and query their hubs from one address far faster than a person would:
+        // the read rate limit is off unless a test sets it (tests/tests/single_node.rs does).
+        let mut flags: Vec<(&'static str, toml::Value)> = vec![
+            ("sync.interval_secs", toml::Value::Integer(TEST_SYNC_SECS)),
+            ("api.read_rate_per_sec", toml::Value::Integer(0)),
+        ];
         flags.extend(overrides.iter().cloned());
         let mut config = data_dir.load_config(BTreeMap::new(), flags)?.config;
         let runtime = tokio::runtime::Builder::new_multi_thread()

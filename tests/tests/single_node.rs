@@ -390,6 +390,49 @@ fn writes_without_the_right_token_are_refused() {
     assert_eq!(hub.get("investor-readiness").0, 404);
 }
 
+/// The read rate limit on a real node: one address over it gets 429 with Retry-After, while the
+/// hub's staff (the write token) and the health probe still get through.
+#[test]
+fn a_reader_over_the_rate_limit_is_held_back_and_the_node_keeps_serving() {
+    let hub = TestHub::start_configured(
+        "HDS",
+        "SE",
+        &[],
+        &[
+            ("api.read_rate_per_sec", 1.into()),
+            ("api.read_burst", 5.into()),
+        ],
+    )
+    .expect("hub");
+    let url = format!("{}/v1/records", hub.url());
+    let codes: Vec<u16> = (0..8)
+        .map(|_| hub.http.get(&url).send().expect("GET").status().as_u16())
+        .collect();
+    assert_eq!(&codes[..5], &[200; 5], "the burst is served: {codes:?}");
+    assert!(codes[5..].contains(&429), "then held back: {codes:?}");
+    let r = hub.http.get(&url).send().expect("GET");
+    assert_eq!(r.status().as_u16(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let body: Value = r.json().expect("error body");
+    assert_eq!(body["error"], "rate_limited");
+
+    // Staff with the token publish and read; the probe answers.
+    hub.publish_ok(&sample("hds-testbed"));
+    let r = hub
+        .http
+        .get(&url)
+        .bearer_auth(&hub.token)
+        .send()
+        .expect("GET with the token");
+    assert_eq!(r.status().as_u16(), 200);
+    let health = hub
+        .http
+        .get(format!("{}/healthz", hub.url()))
+        .send()
+        .expect("healthz");
+    assert_eq!(health.status().as_u16(), 200);
+}
+
 #[test]
 fn records_survive_a_restart_with_the_same_provenance() {
     let mut hub = hub();

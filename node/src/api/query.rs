@@ -176,7 +176,7 @@ fn json_error(e: serde_json::Error) -> ApiError {
 
 /// Matchmaking: services ranked for a need, each with why it matched.
 #[utoipa::path(post, path = "/v1/match", tag = "query",
-    request_body(description = "{need, country, language?, category?, technologies?, audience?}", content = Object),
+    request_body(description = "A need to find services for", content = crate::search::params::MatchParams),
     responses(
         (status = 200, description = "Ranked services with reasons", body = Object),
         (status = 400, description = "A bad field (named)", body = ErrorBody),

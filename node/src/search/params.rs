@@ -269,7 +269,7 @@ impl GapsParams {
 }
 
 /// `POST /v1/match` body: a need to find services for.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MatchParams {
     /// What is needed, in any language.
