@@ -20,6 +20,7 @@ pub mod codec;
 pub mod genesis;
 pub mod identity;
 pub mod layout;
+pub mod membership;
 pub mod record;
 pub mod sync;
 pub mod tables;
