@@ -497,7 +497,11 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
         ("sync.interval_secs", c.sync.interval_secs, 1),
         ("sync.timeout_secs", c.sync.timeout_secs, 1),
         ("api.request_timeout_secs", c.api.request_timeout_secs, 1),
-        ("api.max_concurrent_requests", c.api.max_concurrent_requests, 1),
+        (
+            "api.max_concurrent_requests",
+            c.api.max_concurrent_requests,
+            1,
+        ),
         ("api.read_burst", c.api.read_burst, 1),
         (
             "sync.max_response_bytes",

@@ -120,10 +120,10 @@ pub async fn start(data_dir: &DataDir, config: &Config) -> anyhow::Result<Runnin
             listener,
             app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
-            .with_graceful_shutdown(async move {
-                let _ = rx.wait_for(|stop| *stop).await;
-            })
-            .await
+        .with_graceful_shutdown(async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        })
+        .await
     });
     tracing::info!(
         did = %catalogue.hub_id(),
@@ -175,8 +175,10 @@ impl RunningNode {
         // wait until the aborted task is gone, so a restart can open the store again.
         self.search_task.abort();
         let _ = self.search_task.await;
+        // The network task holds the catalogue too: wait until it is gone, not only told to go.
         if let Some(task) = self.net_task {
             task.abort();
+            let _ = task.await;
         }
         let catalogue = self.catalogue.clone();
         tokio::task::spawn_blocking(move || catalogue.snapshot()).await??;

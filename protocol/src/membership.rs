@@ -90,6 +90,25 @@ struct Note {
 }
 
 impl Vote {
+    /// A vote cast now (`now_ms`) by `voter`.
+    pub fn new(
+        action: Action,
+        target: HubId,
+        case: u32,
+        voter: HubId,
+        reason: &str,
+        now_ms: i64,
+    ) -> Vote {
+        Vote {
+            action,
+            target,
+            case,
+            voter,
+            reason: reason.to_owned(),
+            at: format_timestamp(now_ms),
+        }
+    }
+
     /// The document key of this vote.
     pub fn key(&self) -> String {
         format!(
@@ -111,7 +130,10 @@ impl Vote {
             ));
         };
         let action = Action::parse(action).ok_or_else(|| {
-            format!("`{}`: action must be endorse, suspend or reinstate", cut(action))
+            format!(
+                "`{}`: action must be endorse, suspend or reinstate",
+                cut(action)
+            )
         })?;
         let target = HubId::from_did(target).map_err(|e| format!("target: {e}"))?;
         let voter = HubId::from_did(voter).map_err(|e| format!("voter: {e}"))?;
@@ -126,8 +148,7 @@ impl Vote {
         if target == voter {
             return Err("a hub cannot vote on itself".into());
         }
-        let note: Note =
-            serde_json::from_str(value).map_err(|e| format!("vote value: {e}"))?;
+        let note: Note = serde_json::from_str(value).map_err(|e| format!("vote value: {e}"))?;
         if note.reason.chars().count() > MAX_REASON {
             return Err(format!("reason: longer than {MAX_REASON} characters"));
         }
@@ -317,10 +338,10 @@ impl MembershipDoc {
     /// before they are applied, so there are none).
     pub fn votes(&self) -> Vec<Vote> {
         self.doc
-            .map_range(ROOT, ..)
-            .filter_map(|item| match item.value {
-                automerge::Value::Scalar(s) => match s.as_ref() {
-                    ScalarValue::Str(v) => Vote::parse(&item.key, v).ok(),
+            .keys(ROOT)
+            .filter_map(|key| match self.doc.get(ROOT, key.as_str()) {
+                Ok(Some((automerge::Value::Scalar(s), _))) => match s.as_ref() {
+                    ScalarValue::Str(v) => Vote::parse(&key, v).ok(),
                     _ => None,
                 },
                 _ => None,
@@ -328,26 +349,15 @@ impl MembershipDoc {
             .collect()
     }
 
-    /// Cast a vote as `voter` (the node's own hub key), writing with actor
+    /// Cast `vote` (its voter is the node's own hub), writing with actor
     /// `voter key || actor_suffix`: one change, to be signed by the voter.
-    pub fn vote(
+    pub fn cast(
         &mut self,
-        voter: &HubId,
+        vote: &Vote,
         actor_suffix: [u8; 16],
-        action: Action,
-        target: &HubId,
-        case: u32,
-        reason: &str,
         now_ms: i64,
     ) -> Result<Change, LayoutError> {
-        let vote = Vote {
-            action,
-            target: *target,
-            case,
-            voter: *voter,
-            reason: reason.to_owned(),
-            at: format_timestamp(now_ms),
-        };
+        let (action, target, voter) = (vote.action, vote.target, vote.voter);
         let note = serde_json::to_string(&Note {
             reason: vote.reason.clone(),
             at: vote.at.clone(),
@@ -368,12 +378,11 @@ impl MembershipDoc {
         let (hash, _) = tx.commit_with(
             CommitOptions::default()
                 .with_message(format!("{} {}", action.as_str(), target.to_did()))
-                .with_time(now_ms / 1000),
+                .with_time(now_ms),
         );
         let hash = hash.ok_or_else(|| LayoutError::Automerge("empty vote change".into()))?;
         self.doc
             .get_change_by_hash(&hash)
-            .cloned()
             .ok_or_else(|| LayoutError::Automerge("vote change not found".into()))
     }
 
@@ -422,7 +431,10 @@ mod tests {
         assert_eq!(m.standing[&hub(4)], Standing::Candidate);
         assert!(!m.is_member(&hub(4)));
 
-        let two = [vote(Action::Endorse, 4, 0, 1), vote(Action::Endorse, 4, 0, 2)];
+        let two = [
+            vote(Action::Endorse, 4, 0, 1),
+            vote(Action::Endorse, 4, 0, 2),
+        ];
         let m = evaluate(&founders(), 2, &two);
         assert_eq!(m.standing[&hub(4)], Standing::Member);
         assert_eq!(m.standing[&hub(1)], Standing::Founder);
@@ -444,7 +456,10 @@ mod tests {
     #[test]
     fn suspension_and_reinstatement_go_by_case_and_need_a_quorum() {
         let mut votes = vec![vote(Action::Suspend, 3, 1, 1)];
-        assert!(evaluate(&founders(), 2, &votes).is_member(&hub(3)), "one vote");
+        assert!(
+            evaluate(&founders(), 2, &votes).is_member(&hub(3)),
+            "one vote"
+        );
         votes.push(vote(Action::Suspend, 3, 1, 2));
         let m = evaluate(&founders(), 2, &votes);
         assert!(m.is_suspended(&hub(3)));
@@ -489,9 +504,9 @@ mod tests {
     #[test]
     fn a_change_may_only_carry_votes_in_its_authors_name() {
         let mut doc = MembershipDoc::new();
-        let change = doc
-            .vote(&hub(1), [0; 16], Action::Endorse, &hub(4), 0, "known hub", 1_764_000_000_000)
-            .expect("vote");
+        let now = 1_764_000_000_000;
+        let endorse = Vote::new(Action::Endorse, hub(4), 0, hub(1), "known hub", now);
+        let change = doc.cast(&endorse, [0; 16], now).expect("vote");
         let votes = check_change(&hub(1), &change).expect("own vote");
         assert_eq!(votes.len(), 1);
         assert_eq!(votes[0].target, hub(4));
@@ -500,11 +515,9 @@ mod tests {
         assert_eq!(doc.votes(), votes);
 
         // A vote on oneself, or with a bad case, cannot even be written.
-        assert!(doc
-            .vote(&hub(1), [0; 16], Action::Endorse, &hub(1), 0, "", 1_764_000_000_000)
-            .is_err());
-        assert!(doc
-            .vote(&hub(1), [0; 16], Action::Suspend, &hub(2), 0, "", 1_764_000_000_000)
-            .is_err());
+        let on_itself = Vote::new(Action::Endorse, hub(1), 0, hub(1), "", now);
+        assert!(doc.cast(&on_itself, [0; 16], now).is_err());
+        let no_case = Vote::new(Action::Suspend, hub(2), 0, hub(1), "", now);
+        assert!(doc.cast(&no_case, [0; 16], now).is_err());
     }
 }

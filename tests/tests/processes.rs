@@ -409,7 +409,12 @@ fn the_query_commands_answer_from_the_running_node() {
     let gaps_text = gaps.to_string();
     assert!(gaps_text.contains("SE"), "{gaps_text}");
 
-    let matched = json(&["match", "validate an AI product on health data", "--country", "SE"]);
+    let matched = json(&[
+        "match",
+        "validate an AI product on health data",
+        "--country",
+        "SE",
+    ]);
     assert_eq!(matched["results"][0]["id"], id.as_str(), "{matched}");
 
     let dups = json(&["duplicates"]);
@@ -431,5 +436,9 @@ fn the_query_commands_answer_from_the_running_node() {
     let (code, _, err) = run_hubcat(&["reindex", "--data-dir", d]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(json(&["search", "testbädd"])["total"], 1);
-    assert_eq!(cli_count(&dir).expect("list"), 2, "the query commands changed nothing else");
+    assert_eq!(
+        cli_count(&dir).expect("list"),
+        2,
+        "the query commands changed nothing else"
+    );
 }

@@ -140,7 +140,11 @@ impl Fts5 {
     pub fn search(&self, q: &SearchQuery) -> anyhow::Result<Answer> {
         let mut args: Vec<String> = Vec::new();
         let mut hits = String::new();
-        let text = q.text.as_deref().map(match_expression).filter(|m| !m.is_empty());
+        let text = q
+            .text
+            .as_deref()
+            .map(match_expression)
+            .filter(|m| !m.is_empty());
         let filters: Vec<(&str, Vec<String>)> = [
             ("kind", q.kinds.iter().map(|k| k.to_string()).collect()),
             ("category", q.categories.clone()),
