@@ -13,8 +13,8 @@
 //! analyzers change, and costs no disk writes (tantivy commits, fsyncs) on the ingest path.
 //! The price is the rebuild at every start and the memory (each entry keeps a copy of the
 //! record view beside the tantivy index); `hubcat-bench search` measures both at 10 000 and
-//! 100 000 records (BENCHMARKS.md, "search" — the release figures are still to be recorded
-//! there; a debug build on a busy machine indexed about 1 100 records/s). Should the rebuild
+//! 100 000 records (BENCHMARKS.md, "search": 9 000–14 000 records/s in release, ≈ 250 MiB at
+//! 100 000 records). Should the rebuild
 //! prove too slow for large federations, the same documents can go to an on-disk index under
 //! the data directory with the catalogue digest as its commit payload, rebuilt only when the
 //! digest differs. `hubcat reindex` rebuilds the index while the node runs.
@@ -75,9 +75,12 @@ const PREFIX_BOOST: Score = 0.3;
 const OWN_LANGUAGE_BOOST: Score = 2.0;
 /// Share of query words a search hit must contain (rounded up; one-word queries need it).
 const SEARCH_MIN_SHARE: f32 = 0.6;
-/// The background updater gathers changes this long before it applies them (one commit and
-/// reader reload each time: per change, they cost more than indexing the record).
-const UPDATE_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+/// The background updater gathers changes this long before it applies them: each time costs
+/// a tantivy commit and reader reload — per change, more than indexing the record — and a node
+/// receiving a stream of records would otherwise spend its CPU on commits (BENCHMARKS.md,
+/// "network"). Queries apply whatever is waiting before they run, so this bounds only the
+/// work a query may find left to do, never how current its answer is.
+const UPDATE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 /// The largest page size.
 pub const MAX_PER_PAGE: usize = 100;
 /// Seconds in a day.
@@ -214,7 +217,9 @@ struct Inner {
     writer: IndexWriter,
     fields: Fields,
     analyzers: Vec<(&'static str, TextAnalyzer)>,
-    entries: HashMap<u64, Entry>,
+    /// By ord: looked up for every hit of every query, so hashed with FxHash (ords are
+    /// this index's own sequence numbers; nobody outside chooses them).
+    entries: rustc_hash::FxHashMap<u64, Entry>,
     by_id: HashMap<String, u64>,
     /// Publisher did → ord of its profile.
     profiles: HashMap<String, u64>,
@@ -244,7 +249,7 @@ impl Inner {
             writer,
             fields,
             analyzers,
-            entries: HashMap::new(),
+            entries: rustc_hash::FxHashMap::default(),
             by_id: HashMap::new(),
             profiles: HashMap::new(),
             next_ord: 0,
@@ -909,31 +914,27 @@ impl SearchIndex {
         let hits = inner.hits(query.as_ref(), q.text.is_some())?;
         let total = hits.len();
 
-        // Facets over every hit.
+        // One pass over every hit (one side-table lookup each): facet counts over all of them,
+        // and what ranking needs — the user's language first, then score, then most recently
+        // confirmed.
         let mut counts = vec![0usize; inner.facets.values.len()];
-        for (_, ord) in &hits {
-            if let Some(e) = inner.entries.get(ord) {
-                for id in &e.facets {
-                    if let Some(c) = counts.get_mut(*id as usize) {
-                        *c += 1;
-                    }
+        let mut ranked: Vec<(bool, Score, i64, u64, u64)> = Vec::with_capacity(total);
+        for (score, ord) in hits {
+            let Some(e) = inner.entries.get(&ord) else {
+                continue;
+            };
+            for id in &e.facets {
+                if let Some(c) = counts.get_mut(*id as usize) {
+                    *c += 1;
                 }
             }
+            let own = q
+                .lang
+                .as_ref()
+                .is_some_and(|l| e.languages.iter().any(|x| x == l));
+            ranked.push((own, score, e.confirmed, e.tiebreak, ord));
         }
         let facets = facets_of(&inner.facets, &counts);
-
-        // Rank: the user's language first, then score, then most recently confirmed.
-        let mut ranked: Vec<(bool, Score, i64, u64, u64)> = hits
-            .into_iter()
-            .filter_map(|(score, ord)| {
-                let e = inner.entries.get(&ord)?;
-                let own = q
-                    .lang
-                    .as_ref()
-                    .is_some_and(|l| e.languages.iter().any(|x| x == l));
-                Some((own, score, e.confirmed, e.tiebreak, ord))
-            })
-            .collect();
         type Ranked = (bool, Score, i64, u64, u64);
         let order = |a: &Ranked, b: &Ranked| {
             b.0.cmp(&a.0)
