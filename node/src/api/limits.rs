@@ -54,7 +54,9 @@ impl Limits {
             token,
             timeout: Duration::from_secs(api.request_timeout_secs),
             in_progress: Arc::new(Semaphore::new(
-                usize::try_from(api.max_concurrent_requests).unwrap_or(usize::MAX),
+                usize::try_from(api.max_concurrent_requests)
+                    .unwrap_or(usize::MAX)
+                    .min(Semaphore::MAX_PERMITS),
             )),
             readers,
         })
