@@ -1,7 +1,7 @@
 //! Federation membership: the shared document of votes and the rule that reads members from it.
 //!
-//! **The document.** One Automerge map per federation (`DocId::Membership`), written by the
-//! members. Every key is one vote, and names its voter:
+//! **The document.** One Automerge map per federation, written by the members. (This module
+//! is the rule and the layout; the node does not carry the document yet.) Every key is one vote, and names its voter:
 //!
 //! ```text
 //! endorse/<target did>/0/<voter did>        admit the target
@@ -22,9 +22,10 @@
 //! and involves no circular counting (admission only grows; suspension counts admitted
 //! voters), so every node holding the same votes reaches the same members.
 //!
-//! Votes a hub cast while a member stand after it is suspended; what stops a suspended hub
-//! from voting on is the node: it accepts changes to the membership document, like changes to
-//! a catalogue, only from members, and holds the others back until their author is a member.
+//! Votes a hub cast while a member stand after it is suspended; what is to stop a suspended
+//! hub from voting on is the node, which will accept changes to the membership document, like
+//! changes to a catalogue, only from members, and hold the others back until their author is
+//! a member.
 
 use std::collections::{BTreeMap, BTreeSet};
 
