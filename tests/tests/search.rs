@@ -1195,3 +1195,245 @@ fn the_real_edih_catalogue_is_searchable_with_its_gaps_and_duplicates() {
         );
     }
 }
+
+/// Every route, fed bad input: a 4xx whose body names the parameter or field at fault (or, for
+/// unknown ids and routes, what was not found), and the catalogue is untouched.
+#[test]
+fn every_route_refuses_bad_input_naming_what_was_wrong_and_changes_nothing() {
+    let hub = TestHub::start("HDS", "SE").expect("hub");
+    let id = hub.publish_ok(&sample("hds-testbed"))["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (_, before) = hub.status();
+    let token = hub.token.clone();
+    let t = Some(token.as_str());
+    let body = |v: Value| Some(v.to_string().into_bytes());
+    // (method, path, token, body, status, what the body must name)
+    type Case<'a> = (
+        Method,
+        String,
+        Option<&'a str>,
+        Option<Vec<u8>>,
+        u16,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            Method::GET,
+            "/v1/search?kind=offering".into(),
+            None,
+            None,
+            400,
+            "kind",
+        ),
+        (
+            Method::GET,
+            "/v1/search?country=XX".into(),
+            None,
+            None,
+            400,
+            "country",
+        ),
+        (
+            Method::GET,
+            "/v1/search?region=ZZ99".into(),
+            None,
+            None,
+            400,
+            "region",
+        ),
+        (
+            Method::GET,
+            "/v1/search?language=xx".into(),
+            None,
+            None,
+            400,
+            "language",
+        ),
+        (
+            Method::GET,
+            "/v1/search?maturity=ripe".into(),
+            None,
+            None,
+            400,
+            "maturity",
+        ),
+        (
+            Method::GET,
+            "/v1/search?technology=magic".into(),
+            None,
+            None,
+            400,
+            "technology",
+        ),
+        (
+            Method::GET,
+            "/v1/search?page=0".into(),
+            None,
+            None,
+            400,
+            "page",
+        ),
+        (
+            Method::GET,
+            "/v1/search?per_page=100000".into(),
+            None,
+            None,
+            400,
+            "per_page",
+        ),
+        (
+            Method::GET,
+            "/v1/search?open_to_twinning=maybe".into(),
+            None,
+            None,
+            400,
+            "open_to_twinning",
+        ),
+        (
+            Method::GET,
+            "/v1/search?colour=blue".into(),
+            None,
+            None,
+            400,
+            "colour",
+        ),
+        (
+            Method::GET,
+            "/v1/gaps?by=planet".into(),
+            None,
+            None,
+            400,
+            "by",
+        ),
+        (
+            Method::GET,
+            "/v1/gaps?category=nothing".into(),
+            None,
+            None,
+            400,
+            "category",
+        ),
+        (
+            Method::GET,
+            "/v1/records?kind=offering".into(),
+            None,
+            None,
+            400,
+            "kind",
+        ),
+        (
+            Method::GET,
+            "/v1/records/no-such-record".into(),
+            None,
+            None,
+            404,
+            "no-such-record",
+        ),
+        (
+            Method::GET,
+            "/v1/export?format=pdf".into(),
+            None,
+            None,
+            400,
+            "format",
+        ),
+        (
+            Method::POST,
+            "/v1/match".into(),
+            None,
+            body(json!({"country": "SE"})),
+            400,
+            "need",
+        ),
+        (
+            Method::POST,
+            "/v1/match".into(),
+            None,
+            body(json!({"need": "AI", "country": "XX"})),
+            400,
+            "country",
+        ),
+        (
+            Method::POST,
+            "/v1/match".into(),
+            None,
+            body(json!({"need": "AI", "country": "SE", "trl": 12})),
+            400,
+            "trl",
+        ),
+        (
+            Method::POST,
+            "/v1/match".into(),
+            None,
+            Some(b"{not json".to_vec()),
+            400,
+            "body",
+        ),
+        (
+            Method::POST,
+            "/v1/records".into(),
+            t,
+            Some(b"[1, 2]".to_vec()),
+            400,
+            "JSON object",
+        ),
+        (
+            Method::POST,
+            "/v1/records/no-such-record/confirm".into(),
+            t,
+            None,
+            404,
+            "no-such-record",
+        ),
+        (
+            Method::POST,
+            format!("/v1/records/{id}/confirm"),
+            None,
+            None,
+            401,
+            "api.token",
+        ),
+        (
+            Method::DELETE,
+            "/v1/records/no-such-record".into(),
+            t,
+            None,
+            404,
+            "no-such-record",
+        ),
+        (
+            Method::POST,
+            "/v1/import?format=xml".into(),
+            t,
+            Some(b"x".to_vec()),
+            400,
+            "format",
+        ),
+        (
+            Method::POST,
+            "/v1/reindex".into(),
+            None,
+            None,
+            401,
+            "api.token",
+        ),
+        (Method::GET, "/v1/nowhere".into(), None, None, 404, "route"),
+        (Method::PUT, "/v1/records".into(), t, None, 405, "method"),
+    ];
+    let mut wrong = Vec::new();
+    for (method, path, token, body, status, names) in cases {
+        let (code, v) = hub.request(method.clone(), &path, token, body);
+        let text = v.to_string();
+        if code != status || !text.contains(names) || v["error"].as_str().is_none() {
+            wrong.push(format!(
+                "{method} {path}: {code} {text} (wanted {status} naming `{names}`)"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    let (_, after) = hub.status();
+    assert_eq!(after["digest"], before["digest"], "the catalogue changed");
+    assert_eq!(after["changes"], before["changes"]);
+}
