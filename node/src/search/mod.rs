@@ -13,7 +13,7 @@
 //! analyzers change, and costs no disk writes (tantivy commits, fsyncs) on the ingest path.
 //! The price is the rebuild at every start and the memory (each entry keeps a copy of the
 //! record view beside the tantivy index); `hubcat-bench search` measures both at 10 000 and
-//! 100 000 records (BENCHMARKS.md, "search": 9 000–14 000 records/s in release, ≈ 250 MiB at
+//! 100 000 records (BENCHMARKS.md, "search": 9 000–16 000 records/s in release, ≈ 270 MiB at
 //! 100 000 records). Should the rebuild
 //! prove too slow for large federations, the same documents can go to an on-disk index under
 //! the data directory with the catalogue digest as its commit payload, rebuilt only when the
@@ -443,6 +443,7 @@ impl Inner {
             return None;
         }
         let own = user_lang.map(analysis::analyzer_for);
+        let searcher = self.reader.searcher();
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(words.len());
         for word in &words {
             let mut alternatives: Vec<(Occur, Box<dyn Query>)> = Vec::new();
@@ -467,9 +468,14 @@ impl Inner {
                     ));
                     if *name != analysis::OTHER && term.chars().count() >= PREFIX_MIN_CHARS {
                         // Every indexed term that starts with this one: the range of the term
-                        // dictionary from it up to it followed by 0xFF (no UTF-8 byte).
+                        // dictionary from it up to it followed by 0xFF (no UTF-8 byte) —
+                        // asked only of fields that hold such a term (a word has terms in the
+                        // fields of a few languages, and an empty range still costs a pass).
                         let mut upper = t.clone();
                         upper.append_bytes(&[0xFF]);
+                        if !any_term_in(&searcher, field, &t, &upper) {
+                            continue;
+                        }
                         alternatives.push((
                             Occur::Should,
                             Box::new(BoostQuery::new(
@@ -585,6 +591,21 @@ impl Inner {
             country: profile.map(|p| p.country.clone()),
         }
     }
+}
+
+/// Does any segment of `searcher` hold a term of `field` in `[lower, upper)`?
+fn any_term_in(searcher: &tantivy::Searcher, field: Field, lower: &Term, upper: &Term) -> bool {
+    searcher.segment_readers().iter().any(|segment| {
+        segment.inverted_index(field).is_ok_and(|index| {
+            index
+                .terms()
+                .range()
+                .ge(lower.serialized_value_bytes())
+                .lt(upper.serialized_value_bytes())
+                .into_stream()
+                .is_ok_and(|mut terms| terms.advance())
+        })
+    })
 }
 
 /// A filter clause: contributes no score.

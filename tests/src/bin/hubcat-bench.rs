@@ -5,7 +5,7 @@
 //!     [--records 10000,100000] [--publishers 500]
 //! cargo run --release -p hubcat-tests --bin hubcat-bench -- net [--json] [--quick]
 //! cargo run --release -p hubcat-tests --bin hubcat-bench -- propagate|catchup|diff|idle [--json] [--quick]
-//! cargo run --release -p hubcat-tests --bin hubcat-bench -- search [--json] [--quick]
+//! cargo run --release -p hubcat-tests --bin hubcat-bench -- search|query [--json] [--quick]
 //!     [--records 10000,100000] [--publishers 500]
 //! cargo build --release -p hubcat-node && \
 //!   cargo run --release -p hubcat-tests --bin hubcat-bench -- import [--json] [--quick] [--rows 10000]
@@ -52,7 +52,9 @@ enum Command {
     Idle(bench::net::NetArgs),
     /// propagate, catchup, idle and diff in one run (idle and diff on the same two nodes).
     Net(bench::net::NetArgs),
-    /// Search index: build (reindex) time, query p50/p99 per class, memory; 10 k and 100 k.
+    /// Search index: build (reindex) time, query p50/p99 per class, memory; 10 k and 100 k;
+    /// SQLite FTS5 beside it. Also `query`.
+    #[command(alias = "query")]
     Search(bench::search::SearchArgs),
     /// Bulk import: `hubcat import` of 10 000 rows (JSON lines and CSV) through the running
     /// node's API and engine, rows per second; the engine alone beside it.
