@@ -104,21 +104,10 @@ pub fn check_change_with(
         encoded = doc.owner().to_did();
         encoded.as_str()
     };
-    let expanded = change.decode();
-    let ops = expanded.operations;
-    if ops.is_empty() || ops.len() > MAX_OPS_PER_CHANGE {
-        return Err(LayoutError::OpCount(ops.len()));
-    }
-    let mut writes = Vec::with_capacity(ops.len());
-    for op in ops {
-        if op.obj != automerge::legacy::ObjectId::Root || op.insert {
-            return Err(LayoutError::NotAtRoot);
-        }
-        let automerge::legacy::Key::Map(key) = &op.key else {
-            return Err(LayoutError::NotAtRoot);
-        };
+    let mut writes = Vec::new();
+    for_root_ops(change, |key, action| {
         let slot = Slot::parse(key)?;
-        let record = match &op.action {
+        let record = match action {
             automerge::legacy::OpType::Delete => None,
             automerge::legacy::OpType::Put(ScalarValue::Str(json)) => {
                 Some(check_record_in_slot(&slot, json, owner_did)?)
@@ -130,11 +119,35 @@ pub fn check_change_with(
             }
         };
         writes.push((slot, record));
-    }
+        Ok(())
+    })?;
     let mut slots: Vec<Slot> = writes.iter().map(|(s, _)| s.clone()).collect();
     slots.sort();
     slots.dedup();
     Ok(CheckedChange { slots, writes })
+}
+
+/// Call `f` with the key and action of each operation of `change`, in order, after checking
+/// the shape every document layout shares: 1 to [`MAX_OPS_PER_CHANGE`] operations, each on a
+/// key of the root map.
+pub(crate) fn for_root_ops<F>(change: &Change, mut f: F) -> Result<(), LayoutError>
+where
+    F: FnMut(&str, &automerge::legacy::OpType) -> Result<(), LayoutError>,
+{
+    let ops = change.decode().operations;
+    if ops.is_empty() || ops.len() > MAX_OPS_PER_CHANGE {
+        return Err(LayoutError::OpCount(ops.len()));
+    }
+    for op in ops {
+        if op.obj != automerge::legacy::ObjectId::Root || op.insert {
+            return Err(LayoutError::NotAtRoot);
+        }
+        let automerge::legacy::Key::Map(key) = &op.key else {
+            return Err(LayoutError::NotAtRoot);
+        };
+        f(key, &op.action)?;
+    }
+    Ok(())
 }
 
 fn check_record_in_slot(slot: &Slot, json: &str, owner_did: &str) -> Result<Record, LayoutError> {

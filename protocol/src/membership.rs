@@ -36,7 +36,7 @@ use automerge::{
 use serde::{Deserialize, Serialize};
 
 use crate::identity::HubId;
-use crate::layout::{LayoutError, MAX_OPS_PER_CHANGE};
+use crate::layout::{for_root_ops, LayoutError};
 use crate::record::format_timestamp;
 
 /// Longest reason given with a vote.
@@ -172,30 +172,18 @@ fn cut(s: &str) -> String {
 /// Check a change to the membership document signed by `author`: only puts of well-formed
 /// votes whose voter is `author`, at the root. Returns the votes.
 pub fn check_change(author: &HubId, change: &Change) -> Result<Vec<Vote>, LayoutError> {
-    let expanded = change.decode();
-    let ops = expanded.operations;
-    if ops.is_empty() || ops.len() > MAX_OPS_PER_CHANGE {
-        return Err(LayoutError::OpCount(ops.len()));
-    }
-    let mut votes = Vec::with_capacity(ops.len());
-    for op in ops {
-        if op.obj != automerge::legacy::ObjectId::Root || op.insert {
-            return Err(LayoutError::NotAtRoot);
-        }
-        let automerge::legacy::Key::Map(key) = &op.key else {
-            return Err(LayoutError::NotAtRoot);
+    let mut votes = Vec::new();
+    for_root_ops(change, |key, action| {
+        let automerge::legacy::OpType::Put(ScalarValue::Str(value)) = action else {
+            return Err(LayoutError::BadOperation { slot: cut(key) });
         };
-        let key = key.to_string();
-        let automerge::legacy::OpType::Put(ScalarValue::Str(value)) = &op.action else {
-            return Err(LayoutError::BadOperation { slot: cut(&key) });
-        };
-        let vote = Vote::parse(&key, value).map_err(|detail| LayoutError::Mismatch {
-            slot: cut(&key),
+        let vote = Vote::parse(key, value).map_err(|detail| LayoutError::Mismatch {
+            slot: cut(key),
             detail,
         })?;
         if vote.voter != *author {
             return Err(LayoutError::Mismatch {
-                slot: cut(&key),
+                slot: cut(key),
                 detail: format!(
                     "a vote in the name of {} signed by {}",
                     vote.voter.to_did(),
@@ -204,7 +192,8 @@ pub fn check_change(author: &HubId, change: &Change) -> Result<Vec<Vote>, Layout
             });
         }
         votes.push(vote);
-    }
+        Ok(())
+    })?;
     Ok(votes)
 }
 

@@ -24,6 +24,23 @@ fn publish_ok(dir: &Path, file: &Path) -> String {
     id
 }
 
+/// Create hub HDS in `dir`, run it, publish its profile and its testbed service; the running
+/// node and the service's id.
+fn running_hub_with_testbed(dir: &Path) -> (NodeProcess, String) {
+    init_hub(dir, "HDS", "SE");
+    let node = NodeProcess::start(dir).expect("hubcat run");
+    let scratch = dir.parent().expect("the data directory has a parent");
+    publish_ok(
+        dir,
+        &write_file(scratch, "p.json", &sample("hds-profile").to_string()),
+    );
+    let id = publish_ok(
+        dir,
+        &write_file(scratch, "s.json", &sample("hds-testbed").to_string()),
+    );
+    (node, id)
+}
+
 #[test]
 fn a_publish_acknowledged_before_sigkill_survives_the_restart() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -90,16 +107,7 @@ fn a_publish_acknowledged_before_sigkill_survives_the_restart() {
 fn an_exported_bundle_verifies_and_a_flipped_byte_names_the_record() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("hds");
-    init_hub(&dir, "HDS", "SE");
-    let _node = NodeProcess::start(&dir).expect("hubcat run");
-    publish_ok(
-        &dir,
-        &write_file(tmp.path(), "p.json", &sample("hds-profile").to_string()),
-    );
-    let id = publish_ok(
-        &dir,
-        &write_file(tmp.path(), "s.json", &sample("hds-testbed").to_string()),
-    );
+    let (_node, id) = running_hub_with_testbed(&dir);
 
     // hubcat export --data-dir DIR --format bundle > FILE
     let bundle_path = tmp.path().join("catalogue.bundle.json");
@@ -376,16 +384,7 @@ fn three_run_processes_configured_by_files_and_bootstrap_addresses_converge() {
 fn the_query_commands_answer_from_the_running_node() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("hds");
-    init_hub(&dir, "HDS", "SE");
-    let _node = NodeProcess::start(&dir).expect("hubcat run");
-    publish_ok(
-        &dir,
-        &write_file(tmp.path(), "p.json", &sample("hds-profile").to_string()),
-    );
-    let id = publish_ok(
-        &dir,
-        &write_file(tmp.path(), "s.json", &sample("hds-testbed").to_string()),
-    );
+    let (_node, id) = running_hub_with_testbed(&dir);
     let d = path_str(&dir);
     let json = |args: &[&str]| -> Value {
         let mut all = vec![args[0], "--json", "--data-dir", d];

@@ -240,14 +240,7 @@ pub async fn search(a: SearchArgs, json: bool) -> anyhow::Result<()> {
         v["page"],
         v["pages"].as_u64().unwrap_or(0).max(1)
     );
-    for facet in [
-        "category",
-        "technology",
-        "sector",
-        "country",
-        "maturity",
-        "practice_type",
-    ] {
+    for facet in crate::search::FACET_NAMES {
         let counts: Vec<String> = v["facets"][facet]
             .as_array()
             .unwrap_or(&empty)

@@ -781,6 +781,16 @@ pub struct FacetCount {
     pub count: usize,
 }
 
+/// The facets, as the API names them: the fields of [`Facets`], in their order.
+pub const FACET_NAMES: [&str; 6] = [
+    "category",
+    "technology",
+    "sector",
+    "country",
+    "maturity",
+    "practice_type",
+];
+
 /// Facet counts over every hit of a search (not only the page shown).
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Facets {

@@ -17,34 +17,16 @@
 //! more also as a prefix (`word*`). FTS5 has no stemmers for the other languages; the prefix
 //! match stands in for them, as it does in the node's index for languages tantivy cannot stem.
 
-use std::time::Duration;
-
 use anyhow::Context;
-use hubcat_node::search::SearchQuery;
+use hubcat_node::search::{SearchQuery, FACET_NAMES};
 use hubcat_protocol::{vocab, Record};
 use rusqlite::{params_from_iter, Connection};
 
-/// Facet fields, as the node's index counts them.
-const FACETS: [&str; 6] = [
-    "category",
-    "technology",
-    "sector",
-    "country",
-    "maturity",
-    "practice_type",
-];
 /// Page size, as the node's default.
 const PAGE: usize = 20;
 
 pub struct Fts5 {
     db: Connection,
-}
-
-/// What one query returned (kept so the bench can check both engines agree on totals).
-pub struct Answer {
-    pub total: usize,
-    pub page: Vec<i64>,
-    pub facet_rows: usize,
 }
 
 fn slugs(terms: &[hubcat_protocol::record::TermRef]) -> impl Iterator<Item = &str> {
@@ -136,8 +118,9 @@ impl Fts5 {
         Ok((pages * size) as u64)
     }
 
-    /// Run `q`: the first page by rank, the total and the facet counts over every hit.
-    pub fn search(&self, q: &SearchQuery) -> anyhow::Result<Answer> {
+    /// Run `q`: the first page by rank, the total and the facet counts over every hit, every
+    /// row read as the node reads its own results; returns the total.
+    pub fn search(&self, q: &SearchQuery) -> anyhow::Result<usize> {
         let mut args: Vec<String> = Vec::new();
         let mut hits = String::new();
         let text = q
@@ -188,7 +171,7 @@ impl Fts5 {
             args.push((*field).to_owned());
             args.extend(values.iter().cloned());
         }
-        let facets = FACETS
+        let facets = FACET_NAMES
             .iter()
             .map(|f| format!("'{f}'"))
             .collect::<Vec<_>>()
@@ -203,21 +186,16 @@ impl Fts5 {
         );
         let mut stmt = self.db.prepare_cached(&sql).context("FTS5 query")?;
         let mut rows = stmt.query(params_from_iter(args.iter()))?;
-        let mut answer = Answer {
-            total: 0,
-            page: Vec::new(),
-            facet_rows: 0,
-        };
+        let mut total = 0;
         while let Some(row) = rows.next()? {
             let what: String = row.get(0)?;
+            let _value: Option<String> = row.get(1)?;
             let n: i64 = row.get(2)?;
-            match what.as_str() {
-                "page" => answer.page.push(n),
-                "total" => answer.total = n as usize,
-                _ => answer.facet_rows += 1,
+            if what == "total" {
+                total = usize::try_from(n).unwrap_or(0);
             }
         }
-        Ok(answer)
+        Ok(total)
     }
 }
 
@@ -236,13 +214,4 @@ fn match_expression(text: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// p50 and p99 of `times` in ms (sorted in place).
-pub fn p50_p99(times: &mut [Duration]) -> (f64, f64) {
-    times.sort();
-    (
-        super::search::percentile(times, 0.5),
-        super::search::percentile(times, 0.99),
-    )
 }
