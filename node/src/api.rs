@@ -20,6 +20,7 @@ use crate::engine::{Catalogue, EngineError, ListFilter};
 use crate::export::{ExportFormat, Exporter};
 use crate::import::{CsvOptions, ImportFormat};
 
+pub(crate) mod federation;
 pub(crate) mod limits;
 pub(crate) mod query;
 
@@ -184,6 +185,7 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/v1/records/{id}", get(get_record).delete(withdraw))
         .route("/v1/export", get(export))
         .merge(query::routes())
+        .merge(federation::routes())
         .route("/v1/import", post(import_records))
         .route("/openapi.json", get(openapi))
         .fallback(not_found)

@@ -256,7 +256,7 @@ fn env_map() -> BTreeMap<String, String> {
         .collect()
 }
 
-fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+pub(crate) fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
@@ -609,7 +609,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
         }
-        Command::Federation { command } => crate::federation::dispatch(command, json),
+        Command::Federation { command } => crate::federation::dispatch(command, json).await,
         Command::Key {
             command: KeyCommand::Show { dir },
         } => {
@@ -730,7 +730,7 @@ impl Client {
         })
     }
 
-    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+    pub(crate) async fn get(&self, path: &str) -> anyhow::Result<Value> {
         self.send(reqwest::Method::GET, path, None, false).await
     }
 
@@ -791,7 +791,7 @@ impl Client {
         }
     }
 
-    async fn send(
+    pub(crate) async fn send(
         &self,
         method: reqwest::Method,
         path: &str,

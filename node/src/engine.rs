@@ -33,6 +33,7 @@ use hubcat_protocol::bundle::{
 };
 use hubcat_protocol::change::{self, AuthorCache, ChangeError, VerifiedChange};
 use hubcat_protocol::layout::{self, LayoutError};
+use hubcat_protocol::membership::{self, Action, MembershipDoc, Vote};
 use hubcat_protocol::record::format_timestamp;
 use hubcat_protocol::{
     CatalogueDoc, DocId, HubDid, HubId, HubKey, Record, RecordError, RecordId, RecordKind,
@@ -48,6 +49,9 @@ pub use changes::RecordChanges;
 use changes::RecordMap;
 mod batch;
 pub use batch::BatchRow;
+mod members;
+use members::{Federation, Gate};
+pub use members::{MembersReport, Rules};
 
 /// A document's deferred changes are applied once this many wait … (64 measured about 5 µs
 /// per record slower end to end at 100 000 records; 256 no faster than 128)
@@ -122,6 +126,9 @@ pub struct IngestReport {
     pub accepted: usize,
     pub duplicates: usize,
     pub refused: Vec<Refusal>,
+    /// Changes by hubs that are not members of the node's federation (yet): held back, not
+    /// refused (see [`members`]).
+    pub held: Vec<Refusal>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -137,6 +144,7 @@ struct CommitOutcome {
     accepted: usize,
     duplicates: usize,
     refused: Vec<Refusal>,
+    held: Vec<Refusal>,
 }
 
 /// Filters for listing records.
@@ -165,8 +173,11 @@ struct DocState {
     /// The Automerge document. It can lag behind the view by the `pending` changes: code that
     /// reads it must [`settle`](DocState::settle) first (see `State::settle_all`).
     doc: CatalogueDoc,
-    /// The owner's did strings, encoded once for every view of this document.
-    owner: HubDid,
+    /// The owner's did strings, encoded once for every view of this document (`None` for the
+    /// membership document, which holds votes, not records).
+    owner: Option<HubDid>,
+    /// The owner is not a member of the node's federation: its records are not served.
+    hidden: bool,
     /// (actor number in `actors`, start op) → (change hash, last op): finds the change that
     /// wrote a value.
     ops: BTreeMap<(u32, u64), (ChangeHash, u64)>,
@@ -207,7 +218,8 @@ impl DocState {
         let mut heads = doc.heads();
         heads.sort();
         DocState {
-            owner: HubDid::new(*doc.id().owner()),
+            owner: doc.id().hub().map(|h| HubDid::new(*h)),
+            hidden: false,
             doc,
             ops: BTreeMap::new(),
             sigs: HashMap::new(),
@@ -225,6 +237,18 @@ impl DocState {
             since_snapshot: 0,
             batch_epoch: 0,
         }
+    }
+
+    /// A new document in a node of federation `fed`: hidden if its owner is not a member.
+    fn new_in(doc: CatalogueDoc, fed: Option<&Federation>) -> Self {
+        let mut ds = DocState::new(doc);
+        ds.hidden = fed.is_some_and(|f| {
+            ds.doc
+                .id()
+                .hub()
+                .is_some_and(|h| !f.membership.is_member(h))
+        });
+        ds
     }
 
     fn index(&mut self, change: &Change, signature: &[u8]) {
@@ -311,13 +335,14 @@ impl DocState {
         self.heads = heads;
         self.irregular = queued || self.apply_failed;
         reread.append(&mut self.waiting);
-        let owner = *self.owner.id();
-        for slot in &reread {
-            let id = RecordKey::new(&owner, slot.clone());
-            match self.view(slot) {
-                Some(v) => records.insert(id, Box::new(v)),
-                None => records.remove(&id),
-            };
+        if let Some(owner) = self.owner.as_ref().map(|o| *o.id()) {
+            for slot in &reread {
+                let id = RecordKey::new(&owner, slot.clone());
+                match self.view(slot) {
+                    Some(v) => records.insert(id, Box::new(v)),
+                    None => records.remove(&id),
+                };
+            }
         }
         if queued {
             self.waiting = reread;
@@ -325,8 +350,17 @@ impl DocState {
     }
 
     /// The record in `slot` with the provenance of the change that wrote its current value,
-    /// read from the Automerge document.
+    /// read from the Automerge document; `None` while the document is hidden.
     fn view(&self, slot: &Slot) -> Option<RecordView> {
+        if self.hidden {
+            return None;
+        }
+        self.view_unhidden(slot)
+    }
+
+    /// [`DocState::view`] whether or not the document is hidden.
+    fn view_unhidden(&self, slot: &Slot) -> Option<RecordView> {
+        let owner = self.owner.as_ref()?;
         let (_, exid) = self.doc.automerge().get(ROOT, slot.as_str()).ok()??;
         let automerge::ObjId::Id(counter, actor, _) = exid else {
             return None;
@@ -342,7 +376,25 @@ impl DocState {
         }
         let (signature, ts) = self.sigs.get(hash)?;
         let record = self.doc.record(slot)?;
-        Some(record_view(&self.owner, slot, record, hash, signature, *ts))
+        Some(record_view(owner, slot, record, hash, signature, *ts))
+    }
+
+    /// Show or hide this document's records in `records`.
+    fn set_hidden(&mut self, hidden: bool, records: &mut RecordMap) {
+        if self.hidden == hidden {
+            return;
+        }
+        self.hidden = hidden;
+        let Some(owner) = self.owner.as_ref().map(|o| *o.id()) else {
+            return;
+        };
+        for slot in self.doc.slots() {
+            let id = RecordKey::new(&owner, slot.clone());
+            match self.view(&slot) {
+                Some(v) => records.insert(id, Box::new(v)),
+                None => records.remove(&id),
+            };
+        }
     }
 }
 
@@ -445,6 +497,8 @@ struct State {
     pending_total: usize,
     /// Counts commits, to list the documents a commit touches without a set.
     batch_epoch: u64,
+    /// The federation the node belongs to, if any (see [`members`]).
+    federation: Option<Federation>,
 }
 
 impl State {
@@ -460,6 +514,44 @@ impl State {
             *pending_total = pending_total.saturating_sub(ds.pending.len());
             ds.settle(records, BTreeSet::new(), true);
         }
+    }
+
+    /// Re-read the membership from the federation's document and show or hide each hub's
+    /// records accordingly (all of them when `all`, else those whose standing changed). Returns
+    /// whether any hub's standing changed.
+    fn apply_membership(&mut self, all: bool) -> bool {
+        let Some(doc) = self.federation.as_ref().map(|f| f.doc.clone()) else {
+            return false;
+        };
+        self.settle_doc(&doc);
+        let votes = self
+            .docs
+            .get(&doc)
+            .map(|ds| membership::votes_in(ds.doc.automerge()))
+            .unwrap_or_default();
+        let Some(fed) = self.federation.as_mut() else {
+            return false;
+        };
+        let changed = fed.reevaluate(&votes);
+        let hubs: Vec<(DocId, bool)> = if all {
+            self.docs
+                .keys()
+                .filter_map(|d| Some((d.clone(), !fed.membership.is_member(d.hub()?))))
+                .collect()
+        } else {
+            changed
+                .iter()
+                .map(|h| (DocId::Hub(*h), !fed.membership.is_member(h)))
+                .collect()
+        };
+        for (doc, hidden) in hubs {
+            self.settle_doc(&doc);
+            let State { docs, records, .. } = self;
+            if let Some(ds) = docs.get_mut(&doc) {
+                ds.set_hidden(hidden, records);
+            }
+        }
+        !changed.is_empty()
     }
 
     /// Apply every document's deferred changes.
@@ -504,8 +596,19 @@ pub struct Applied {
 
 impl Catalogue {
     /// Open the catalogue over `store`: load snapshots, replay the log after them, rebuild the
-    /// view. The store's contents were verified before they were written.
+    /// view. The store's contents were verified before they were written. The node belongs to
+    /// no federation: every hub's signed catalogue is accepted (see [`Catalogue::open_in`]).
     pub fn open(store: Arc<dyn Store>, key: HubKey) -> Result<Self, EngineError> {
+        Self::open_in(store, key, None)
+    }
+
+    /// [`Catalogue::open`] for a node of the federation `rules` describe (from its genesis):
+    /// only members' catalogues are accepted and served (see [`members`]).
+    pub fn open_in(
+        store: Arc<dyn Store>,
+        key: HubKey,
+        rules: Option<Rules>,
+    ) -> Result<Self, EngineError> {
         let actor_suffix = match store.get_meta("actor_suffix")? {
             Some(v) if v.len() == 16 => {
                 let mut s = [0u8; 16];
@@ -590,11 +693,25 @@ impl Catalogue {
         if let Some(ds) = docs.get_mut(&own) {
             ds.doc.set_actor_suffix(actor_suffix);
         }
-        let mut records = RecordMap::default();
-        for ds in docs.values() {
+        let mut state = State {
+            docs,
+            records: RecordMap::default(),
+            known,
+            last_seq,
+            pending_total: 0,
+            batch_epoch: 0,
+            federation: rules.map(Federation::new),
+        };
+        state.apply_membership(true);
+        for ds in state.docs.values() {
+            let Some(owner) = ds.doc.id().hub() else {
+                continue;
+            };
             for slot in ds.doc.slots() {
                 if let Some(v) = ds.view(&slot) {
-                    records.insert(RecordKey::new(ds.doc.id().owner(), slot), Box::new(v));
+                    state
+                        .records
+                        .insert(RecordKey::new(owner, slot), Box::new(v));
                 }
             }
         }
@@ -602,14 +719,7 @@ impl Catalogue {
             store,
             key,
             actor_suffix,
-            state: Mutex::new(State {
-                docs,
-                records,
-                known,
-                last_seq,
-                pending_total: 0,
-                batch_epoch: 0,
-            }),
+            state: Mutex::new(state),
             authors: AuthorCache::new(),
             accepted: AtomicU64::new(0),
             refused: AtomicU64::new(0),
@@ -653,6 +763,7 @@ impl Catalogue {
         report.duplicates = outcome.duplicates;
         report.refused.extend(outcome.refused);
         report.refused.sort_by_key(|r| r.index);
+        report.held = outcome.held;
         Ok(report)
     }
 
@@ -692,6 +803,7 @@ impl Catalogue {
         verified: Vec<(usize, VerifiedChange)>,
     ) -> Result<CommitOutcome, EngineError> {
         let mut outcome = CommitOutcome::default();
+        let verified = self.gate(state, verified, &mut outcome);
         // Decide first, borrowing (no copies of document ids or actors per change) …
         let mut keep = vec![false; verified.len()];
         {
@@ -750,7 +862,12 @@ impl Catalogue {
         // slots to re-read from Automerge afterwards.
         let mut general: BTreeMap<DocId, BTreeSet<Slot>> = BTreeMap::new();
         let applied_ms = hubcat_protocol::now_ms();
-        let State { docs, records, .. } = &mut *state;
+        let State {
+            docs,
+            records,
+            federation,
+            ..
+        } = &mut *state;
         for v in fresh {
             let VerifiedChange {
                 envelope,
@@ -762,11 +879,12 @@ impl Catalogue {
             } = v;
             let doc_id = envelope.doc;
             let ds = docs.entry(doc_id.clone()).or_insert_with(|| {
-                DocState::new(if doc_id == DocId::Hub(self.key.id()) {
+                let doc = if doc_id == DocId::Hub(self.key.id()) {
                     CatalogueDoc::new(self.key.id(), self.actor_suffix)
                 } else {
                     CatalogueDoc::remote(doc_id.clone())
-                })
+                };
+                DocState::new_in(doc, federation.as_ref())
             });
             if ds.batch_epoch != epoch {
                 ds.batch_epoch = epoch;
@@ -779,18 +897,20 @@ impl Catalogue {
                 // Visible as soon as this call returns.
                 self.announce_applied(&doc_id, hash, change.timestamp(), applied_ms);
                 ds.heads = vec![hash];
-                let owner = *ds.owner.id();
+                // A hidden document's records are not served; the membership document's
+                // changes write none.
+                let owner = ds.owner.as_ref().filter(|_| !ds.hidden);
                 for (slot, record) in writes {
-                    if let Some(record) = record {
+                    if let (Some(record), Some(owner)) = (record, owner) {
                         let view = record_view(
-                            &ds.owner,
+                            owner,
                             &slot,
                             record,
                             &hash,
                             &envelope.signature,
                             change.timestamp(),
                         );
-                        records.insert(RecordKey::new(&owner, slot), Box::new(view));
+                        records.insert(RecordKey::new(owner.id(), slot), Box::new(view));
                     }
                 }
                 ds.pending_slots.extend(slots);
@@ -826,12 +946,80 @@ impl Catalogue {
             state.settle_all();
         }
         self.snapshot_due(state, &touched)?;
+        let membership_doc = state.federation.as_ref().map(|f| &f.doc);
+        if membership_doc.is_some_and(|d| touched.contains(d)) && state.apply_membership(false) {
+            self.release_held(state)?;
+        }
         if state.records.has_changes() {
             self.records_changed.notify_one();
         }
         self.accepted.fetch_add(accepted as u64, Ordering::Relaxed);
         outcome.accepted = accepted;
         Ok(outcome)
+    }
+
+    /// Set aside the changes the node's federation does not take from their authors now:
+    /// held until they are members, or refused (see [`members::gate`]). Returns the others.
+    fn gate(
+        &self,
+        state: &mut State,
+        verified: Vec<(usize, VerifiedChange)>,
+        outcome: &mut CommitOutcome,
+    ) -> Vec<(usize, VerifiedChange)> {
+        if state.federation.is_none()
+            && verified
+                .iter()
+                .all(|(_, v)| matches!(v.envelope.doc, DocId::Hub(_)))
+        {
+            return verified;
+        }
+        let own = self.key.id();
+        let mut pass = Vec::with_capacity(verified.len());
+        for (index, v) in verified {
+            match members::gate(state.federation.as_ref(), &own, &v) {
+                Gate::Pass => pass.push((index, v)),
+                Gate::Refuse { reason, detail } => {
+                    outcome.refused.push(self.refusal(index, reason, detail))
+                }
+                Gate::Hold { hub, detail } => {
+                    if state.known.contains(&v.hash) {
+                        outcome.duplicates += 1;
+                        continue;
+                    }
+                    tracing::debug!(detail = %detail, "holding a change");
+                    outcome.held.push(Refusal {
+                        index,
+                        reason: "not_a_member",
+                        detail,
+                    });
+                    if let Some(fed) = state.federation.as_mut() {
+                        fed.quarantine.hold(hub, v);
+                    }
+                }
+            }
+        }
+        pass
+    }
+
+    /// Apply the held changes whose authors are members now.
+    fn release_held(&self, state: &mut State) -> Result<(), EngineError> {
+        let Some(fed) = state.federation.as_mut() else {
+            return Ok(());
+        };
+        let membership = &fed.membership;
+        let released = fed.quarantine.release(|hub| membership.is_member(hub));
+        if released.is_empty() {
+            return Ok(());
+        }
+        let n = released.len();
+        // Their positions in the batch that brought them are gone: refusals name the change.
+        let outcome = self.commit(state, released.into_iter().map(|v| (0, v)).collect())?;
+        tracing::info!(
+            released = n,
+            accepted = outcome.accepted,
+            "applied changes held until their authors became members"
+        );
+        Ok(())
     }
 
     fn announce_applied(&self, doc: &DocId, hash: ChangeHash, signed_ms: i64, applied_ms: i64) {
@@ -919,10 +1107,18 @@ impl Catalogue {
     {
         let own = DocId::Hub(self.key.id());
         let mut state = self.lock();
-        let State { docs, records, .. } = &mut *state;
-        let ds = docs
-            .entry(own.clone())
-            .or_insert_with(|| DocState::new(CatalogueDoc::new(self.key.id(), self.actor_suffix)));
+        let State {
+            docs,
+            records,
+            federation,
+            ..
+        } = &mut *state;
+        let ds = docs.entry(own.clone()).or_insert_with(|| {
+            DocState::new_in(
+                CatalogueDoc::new(self.key.id(), self.actor_suffix),
+                federation.as_ref(),
+            )
+        });
         // The change is made on the Automerge document itself: bring it up to date first.
         ds.settle(records, BTreeSet::new(), true);
         let before = ds.doc.heads();
@@ -1013,12 +1209,107 @@ impl Catalogue {
         Ok(rid.to_string())
     }
 
+    /// Cast this hub's vote on `target` in the federation's membership document: endorse it,
+    /// or vote to suspend or reinstate it. A suspension joins the open case (votes short of
+    /// the quorum) or opens a new one; a reinstatement votes on every case in effect. Returns
+    /// the votes cast, durable and on their way to the federation.
+    pub fn vote(
+        &self,
+        action: Action,
+        target: &HubId,
+        reason: &str,
+    ) -> Result<Vec<Vote>, EngineError> {
+        if reason.chars().count() > membership::MAX_REASON {
+            return Err(EngineError::Invalid(RecordError::field(
+                "reason",
+                format!("longer than {} characters", membership::MAX_REASON),
+            )));
+        }
+        let now = hubcat_protocol::now_ms();
+        let mut state = self.lock();
+        let Some(doc) = state.federation.as_ref().map(|f| f.doc.clone()) else {
+            return Err(EngineError::Invalid(RecordError::field(
+                "federation",
+                "this node belongs to no federation; join one with `hubcat federation join`",
+            )));
+        };
+        state.settle_doc(&doc);
+        let base = state
+            .docs
+            .get(&doc)
+            .map(|ds| ds.doc.automerge().clone())
+            .unwrap_or_default();
+        let votes = membership::votes_in(&base);
+        let planned = match state.federation.as_ref() {
+            Some(fed) => members::plan(&fed.membership, &votes, &self.key.id(), action, target)?,
+            None => Vec::new(),
+        };
+        let mut md = MembershipDoc::from_automerge(base);
+        let mut cast = Vec::with_capacity(planned.len());
+        let mut envelopes = Vec::with_capacity(planned.len());
+        for (action, case) in planned {
+            let vote = Vote::new(action, *target, case, self.key.id(), reason, now);
+            let change = md.cast(&vote, self.actor_suffix, now)?;
+            envelopes.push(change::sign(&self.key, &doc, &change));
+            cast.push(vote);
+        }
+        let announced = envelopes.clone();
+        let mut verified = Vec::with_capacity(envelopes.len());
+        for (index, r) in change::verify_batch_with(envelopes, now, &self.authors)
+            .into_iter()
+            .enumerate()
+        {
+            verified.push((index, r?));
+        }
+        let outcome = self.commit(&mut state, verified)?;
+        if let Some(r) = outcome.refused.into_iter().chain(outcome.held).next() {
+            return Err(EngineError::Internal(r.detail));
+        }
+        drop(state);
+        for envelope in announced {
+            // Nobody listening (no network) is fine.
+            let _ = self.local_tx.send(envelope);
+        }
+        Ok(cast)
+    }
+
+    /// The federation's members, candidates and suspended hubs with their votes; `None` when
+    /// the node belongs to no federation.
+    pub fn members(&self) -> Option<MembersReport> {
+        let mut state = self.lock();
+        let doc = state.federation.as_ref()?.doc.clone();
+        state.settle_doc(&doc);
+        let votes = state
+            .docs
+            .get(&doc)
+            .map(|ds| membership::votes_in(ds.doc.automerge()))
+            .unwrap_or_default();
+        Some(members::report(state.federation.as_ref()?, &votes))
+    }
+
+    /// Whether `hub`'s catalogue is accepted and served here: it is a member of the node's
+    /// federation, or the node belongs to none.
+    pub fn serves(&self, hub: &HubId) -> bool {
+        self.lock()
+            .federation
+            .as_ref()
+            .is_none_or(|f| f.membership.is_member(hub))
+    }
+
+    /// One of this hub's records — read from its document when the hub is not a member of
+    /// the federation (yet), so its records are stored but not served.
     fn get_own(&self, slot: &Slot) -> Result<RecordView, EngineError> {
         let id = RecordId::new(self.key.id(), slot.clone());
-        self.lock()
-            .records
-            .get(&RecordKey::of(&id))
-            .map(|v| RecordView::clone(v))
+        let mut state = self.lock();
+        if let Some(v) = state.records.get(&RecordKey::of(&id)) {
+            return Ok(RecordView::clone(v));
+        }
+        let own = DocId::Hub(self.key.id());
+        state.settle_doc(&own);
+        state
+            .docs
+            .get(&own)
+            .and_then(|ds| ds.view_unhidden(slot))
             .ok_or_else(|| EngineError::Internal(format!("record {id} missing after publish")))
     }
 
@@ -1136,12 +1427,14 @@ impl Catalogue {
         self.applied_tx.subscribe()
     }
 
-    /// Every document with its heads (changes still waiting for dependencies excluded).
+    /// Every document with its heads (changes still waiting for dependencies excluded), but
+    /// those of hubs that are not members of the node's federation: they are not offered.
     pub fn doc_heads(&self) -> Vec<(DocId, Vec<ChangeHash>)> {
         let state = self.lock();
         state
             .docs
             .iter()
+            .filter(|(_, ds)| !ds.hidden)
             .map(|(id, ds)| (id.clone(), ds.heads.clone()))
             .collect()
     }
@@ -1194,7 +1487,7 @@ impl Catalogue {
     /// number per actor): our heads and the signed changes not in the history of `have` — or,
     /// when we do not know every head in `have` (the peer holds changes we lack), the changes
     /// above its clock — in causal order, up to about `max_bytes` (at least one change).
-    /// `None` when we do not have the document.
+    /// `None` when we do not have the document, or do not serve it (its hub is not a member).
     pub fn changes_since(
         &self,
         doc: &DocId,
@@ -1205,7 +1498,7 @@ impl Catalogue {
         let mut state = self.lock();
         // The history is read from the Automerge document.
         state.settle_doc(doc);
-        let ds = state.docs.get(doc)?;
+        let ds = state.docs.get(doc).filter(|ds| !ds.hidden)?;
         let heads = ds.doc.heads();
         let mut out = ChangesSince {
             heads,
@@ -1252,7 +1545,9 @@ impl Catalogue {
         let mut publishers = Vec::new();
         let mut changes = Vec::new();
         for (id, ds) in &state.docs {
-            let owner = id.owner();
+            let Some(owner) = id.hub().filter(|_| !ds.hidden) else {
+                continue;
+            };
             publishers.push(BundlePublisher {
                 did: owner.to_did(),
                 public_key: hex::encode(owner.as_bytes()),

@@ -1,5 +1,6 @@
 //! Federation membership on the node's side: the genesis file in the data directory and the
-//! `hubcat federation …` commands that create, sign and join one.
+//! `hubcat federation …` commands that create, sign and join one, and cast and list the
+//! members' votes (through the running node: see [`crate::engine`]'s membership rules).
 //!
 //! A node that holds a verified `DIR/genesis.json` belongs to that federation: the genesis id
 //! names its gossip topic and protocols (instead of `p2p.federation`), so it talks only to
@@ -13,7 +14,7 @@ use clap::Subcommand;
 use hubcat_protocol::genesis::Genesis;
 use serde_json::json;
 
-use crate::cli::DataDirArg;
+use crate::cli::{print_json, Client, DataDirArg};
 use crate::datadir::DataDir;
 
 /// Where a data directory keeps its federation's genesis.
@@ -116,10 +117,149 @@ pub enum FederationCommand {
         #[command(flatten)]
         dir: DataDirArg,
     },
+    /// Endorse a hub for membership (as a member); it is admitted once the quorum of members
+    /// has endorsed it. Talks to the running node.
+    Endorse {
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// The hub's did (`did:key:z6Mk…`).
+        did: String,
+        /// Why (kept in the signed vote).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Vote to suspend a member: its records stop being served and its changes are held back
+    /// once the quorum of members voted so. Talks to the running node.
+    Suspend {
+        #[command(flatten)]
+        dir: DataDirArg,
+        did: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Vote to reinstate a suspended hub (in effect once the quorum voted so). Talks to the
+    /// running node.
+    Reinstate {
+        #[command(flatten)]
+        dir: DataDirArg,
+        did: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Members, candidates with their endorsements, and suspended hubs: who voted what, when.
+    /// Talks to the running node.
+    Members {
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
 }
 
-pub fn dispatch(command: FederationCommand, json: bool) -> anyhow::Result<()> {
+/// Cast this hub's vote through the running node.
+async fn vote(
+    dir: &DataDirArg,
+    action: &str,
+    did: &str,
+    reason: &str,
+    json: bool,
+) -> anyhow::Result<()> {
+    let client = Client::for_dir(&dir.data_dir)?;
+    let body = json!({"action": action, "target": did, "reason": reason});
+    let v = client
+        .send(
+            reqwest::Method::POST,
+            "/v1/federation/votes",
+            Some((body.to_string().into_bytes(), false)),
+            true,
+        )
+        .await?;
+    if json {
+        return print_json(&v);
+    }
+    for vote in v["votes"].as_array().into_iter().flatten() {
+        let case = vote["case"].as_u64().unwrap_or(0);
+        println!(
+            "voted {action} {did}{}; see `hubcat federation members` for where it stands",
+            if case > 0 {
+                format!(" (case {case})")
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(())
+}
+
+fn print_members(v: &serde_json::Value) {
+    let quorum = v["quorum"].as_u64().unwrap_or(0);
+    println!(
+        "federation {} (quorum {quorum})",
+        v["federation"].as_str().unwrap_or("?")
+    );
+    for (list, title) in [
+        ("members", "members"),
+        ("candidates", "candidates"),
+        ("suspended", "suspended"),
+    ] {
+        let hubs = v[list].as_array().cloned().unwrap_or_default();
+        println!("{title} ({}):", hubs.len());
+        for hub in hubs {
+            println!(
+                "  {}  {}",
+                hub["did"].as_str().unwrap_or("?"),
+                hub["standing"].as_str().unwrap_or("?")
+            );
+            for vote in hub["votes"].as_array().into_iter().flatten() {
+                let reason = vote["reason"].as_str().unwrap_or("");
+                println!(
+                    "      {} {}{} by {} at {}{}",
+                    vote["action"].as_str().unwrap_or("?"),
+                    if vote["case"].as_u64().unwrap_or(0) > 0 {
+                        "case "
+                    } else {
+                        ""
+                    },
+                    match vote["case"].as_u64().unwrap_or(0) {
+                        0 => String::new(),
+                        c => c.to_string(),
+                    },
+                    vote["voter"].as_str().unwrap_or("?"),
+                    vote["at"].as_str().unwrap_or("?"),
+                    if reason.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {reason}")
+                    }
+                );
+            }
+        }
+    }
+    let held = v["held_changes"].as_u64().unwrap_or(0);
+    if held > 0 {
+        println!("{held} changes held until their authors are members");
+    }
+}
+
+pub async fn dispatch(command: FederationCommand, json: bool) -> anyhow::Result<()> {
     match command {
+        FederationCommand::Endorse { dir, did, reason } => {
+            vote(&dir, "endorse", &did, &reason, json).await
+        }
+        FederationCommand::Suspend { dir, did, reason } => {
+            vote(&dir, "suspend", &did, &reason, json).await
+        }
+        FederationCommand::Reinstate { dir, did, reason } => {
+            vote(&dir, "reinstate", &did, &reason, json).await
+        }
+        FederationCommand::Members { dir } => {
+            let client = Client::for_dir(&dir.data_dir)?;
+            let v = client.get("/v1/federation/members").await?;
+            if json {
+                print_json(&v)
+            } else {
+                print_members(&v);
+                Ok(())
+            }
+        }
         FederationCommand::Create {
             name,
             founders,

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use crate::api::{self, ApiState};
 use crate::datadir::DataDir;
-use crate::engine::Catalogue;
+use crate::engine::{Catalogue, Rules};
 use crate::metrics::Metrics;
 use crate::net::{self, NetConfig, NetHandle};
 use crate::search::SearchIndex;
@@ -44,16 +44,20 @@ const NET_CLOSE: Duration = Duration::from_secs(2);
 pub async fn start(data_dir: &DataDir, config: &Config) -> anyhow::Result<RunningNode> {
     let key = data_dir.load_key()?;
     let mut net_config = NetConfig::from_config(config)?;
-    if let Some((genesis, id)) = crate::federation::load(data_dir)? {
-        tracing::info!(federation = %id, name = %genesis.name, "member of a federation genesis");
-        net_config.federation = id;
-    }
+    let rules = match crate::federation::load(data_dir)? {
+        Some((genesis, id)) => {
+            tracing::info!(federation = %id, name = %genesis.name, quorum = genesis.quorum, "member of a federation genesis");
+            net_config.federation = id.clone();
+            Some(Rules::from_genesis(&genesis, &id))
+        }
+        None => None,
+    };
     let token = data_dir.load_token()?;
     let store_path = data_dir.store_path();
     let net_key = net::keypair(&key)?;
     let catalogue = tokio::task::spawn_blocking(move || -> anyhow::Result<Catalogue> {
         let store = SledStore::open(&store_path)?;
-        Ok(Catalogue::open(Arc::new(store), key)?)
+        Ok(Catalogue::open_in(Arc::new(store), key, rules)?)
     })
     .await??;
     let catalogue = Arc::new(catalogue);

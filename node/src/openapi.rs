@@ -44,15 +44,18 @@ use crate::api;
         api::query::confirm,
         api::query::confirm_all,
         api::query::reindex,
+        api::federation::members,
+        api::federation::vote,
         crate::ops::readyz,
         crate::ops::metrics,
     ),
-    components(schemas(api::StatusBody, api::PeerSync, api::ImportReport, api::ImportRow)),
+    components(schemas(api::StatusBody, api::PeerSync, api::ImportReport, api::ImportRow, api::federation::VoteInput)),
     modifiers(&BearerToken),
     tags(
         (name = "records", description = "The federated catalogue's records"),
         (name = "import-export", description = "Bulk import and exports (JSON, CSV, DCAT-AP)"),
         (name = "node", description = "The node itself"),
+        (name = "federation", description = "Federation membership: members, candidates, suspended hubs and votes"),
         (name = "query", description = "Search, gap analysis, duplicates and matchmaking over the whole federation"),
     )
 )]

@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 use crate::change::{self, DocId, SignedChange};
 use crate::identity::HubId;
 use crate::layout::{CatalogueDoc, RecordId, Slot};
-use crate::record::format_timestamp;
 
 pub const BUNDLE_FORMAT: &str = "hubcat-bundle";
 pub const BUNDLE_VERSION: u32 = 1;
@@ -30,17 +29,6 @@ pub struct Provenance {
     pub signature: String,
     /// When the change was signed (RFC 3339, from the change's timestamp).
     pub signed_at: String,
-}
-
-impl Provenance {
-    pub fn of(change: &SignedChange, hash: &automerge::ChangeHash, timestamp_ms: i64) -> Self {
-        Provenance {
-            publisher: change.doc.owner().to_did(),
-            change_hash: hex::encode(hash.0),
-            signature: hex::encode(&change.signature),
-            signed_at: format_timestamp(timestamp_ms),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,8 +92,8 @@ fn b64() -> base64::engine::GeneralPurpose {
 }
 
 impl BundleChange {
+    /// The entry of a hub document's change (the membership document is not bundled).
     pub fn of(change: &SignedChange, hash: &automerge::ChangeHash, slots: &[Slot]) -> Self {
-        let owner = *change.doc.owner();
         BundleChange {
             doc: change.doc.to_string(),
             hash: hex::encode(hash.0),
@@ -114,10 +102,13 @@ impl BundleChange {
                 .unwrap_or_else(|_| hex::encode(change.author)),
             signature: hex::encode(&change.signature),
             change: b64().encode(&change.change),
-            records: slots
-                .iter()
-                .map(|s| RecordId::new(owner, s.clone()).to_string())
-                .collect(),
+            records: match change.doc.hub() {
+                Some(owner) => slots
+                    .iter()
+                    .map(|s| RecordId::new(*owner, s.clone()).to_string())
+                    .collect(),
+                None => Vec::new(),
+            },
         }
     }
 
@@ -188,7 +179,12 @@ pub fn verify(bundle: &Bundle, now_ms: i64) -> Result<BundleReport, BundleError>
                 c.hash
             )));
         }
-        let owner = *verified.envelope.doc.owner();
+        let Some(owner) = verified.envelope.doc.hub().copied() else {
+            return Err(fail(format!(
+                "document {} is not a hub catalogue; a bundle carries catalogues only",
+                verified.envelope.doc
+            )));
+        };
         let listed: Vec<String> = verified
             .slots
             .iter()

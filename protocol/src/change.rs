@@ -42,21 +42,40 @@ const AUTHOR_CACHE_MAX: usize = 4096;
 pub enum DocId {
     /// A hub's own catalogue: its profile, services and practices. Only that hub writes it.
     Hub(HubId),
+    /// A federation's membership document (see [`crate::membership`]), named by the
+    /// federation id: every member writes its own votes into it.
+    Membership(String),
 }
 
+/// Longest federation id in a membership document's name (a genesis name, a dash, 32 hex).
+const MAX_FEDERATION_ID: usize = 96;
+
 impl DocId {
-    pub fn owner(&self) -> &HubId {
+    /// The hub owning this document: `None` for the membership document, which no one owns.
+    pub fn hub(&self) -> Option<&HubId> {
         match self {
-            DocId::Hub(h) => h,
+            DocId::Hub(h) => Some(h),
+            DocId::Membership(_) => None,
         }
     }
 
     pub fn parse(s: &str) -> Result<Self, ChangeError> {
-        match s.strip_prefix("hub/") {
-            Some(did) => HubId::from_did(did)
+        if let Some(did) = s.strip_prefix("hub/") {
+            return HubId::from_did(did)
                 .map(DocId::Hub)
-                .map_err(|e| ChangeError::BadDocId(format!("{s}: {e}"))),
-            None => Err(ChangeError::BadDocId(s.chars().take(80).collect())),
+                .map_err(|e| ChangeError::BadDocId(format!("{s}: {e}")));
+        }
+        match s.strip_prefix("membership/") {
+            Some(id)
+                if !id.is_empty()
+                    && id.len() <= MAX_FEDERATION_ID
+                    && id
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') =>
+            {
+                Ok(DocId::Membership(id.to_owned()))
+            }
+            _ => Err(ChangeError::BadDocId(s.chars().take(80).collect())),
         }
     }
 }
@@ -65,6 +84,7 @@ impl std::fmt::Display for DocId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DocId::Hub(h) => write!(f, "hub/{}", h.to_did()),
+            DocId::Membership(id) => write!(f, "membership/{id}"),
         }
     }
 }
@@ -82,11 +102,14 @@ impl<'de> Deserialize<'de> for DocId {
     }
 }
 
-/// The rule deciding who may write which document: a hub document only by its own hub key.
-/// (Delegated node keys and federation membership extend this rule later.)
+/// The rule deciding who may write which document: a hub document only by its own hub key;
+/// the membership document by any hub, each only in its own name (the layout checks that every
+/// vote names its author) — whether the author is a member is the node's check, against the
+/// membership the document itself gives.
 pub fn may_write(doc: &DocId, author: &HubId) -> bool {
     match doc {
         DocId::Hub(owner) => owner == author,
+        DocId::Membership(_) => true,
     }
 }
 

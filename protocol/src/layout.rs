@@ -73,9 +73,27 @@ pub enum LayoutError {
     NotFound(String),
 }
 
-/// Check every operation of `change` against the layout of `doc`; return the slots it touches.
+/// Check every operation of `change` against the layout of `doc`; return the slots it touches
+/// (none for the membership document, which holds votes, not records).
 pub fn check_change(doc: &DocId, change: &Change) -> Result<Vec<Slot>, LayoutError> {
-    check_change_with(doc, &HubDid::new(*doc.owner()), change).map(|c| c.slots)
+    let author = match doc {
+        DocId::Hub(owner) => *owner,
+        DocId::Membership(_) => author_of(change)?,
+    };
+    check_change_with(doc, &HubDid::new(author), change).map(|c| c.slots)
+}
+
+/// The hub whose key a change's actor id begins with.
+pub fn author_of(change: &Change) -> Result<HubId, LayoutError> {
+    let actor = change.actor_id().to_bytes();
+    actor
+        .get(..32)
+        .and_then(|key| <&[u8; 32]>::try_from(key).ok())
+        .and_then(|key| HubId::from_bytes(key).ok())
+        .ok_or_else(|| LayoutError::Mismatch {
+            slot: "(actor)".into(),
+            detail: "the actor id does not begin with a hub key".into(),
+        })
 }
 
 /// What [`check_change_with`] found in a change that passed: the records it writes, already
@@ -89,19 +107,30 @@ pub struct CheckedChange {
     pub writes: Vec<(Slot, Option<Record>)>,
 }
 
-/// [`check_change`] with the owner's did already encoded, returning the validated records as
-/// well as the slots. `owner` should name `doc`'s owner; if it does not, the did is encoded
-/// again here, so a wrong argument costs time, never a wrong check.
+/// [`check_change`] with the author's did already encoded, returning the validated records as
+/// well as the slots. In a hub document `author` should be the owner (only the owner writes
+/// it); if it is not, the owner's did is encoded again here, so a wrong argument costs time,
+/// never a wrong check. In the membership document every vote must name `author` as voter.
 pub fn check_change_with(
     doc: &DocId,
-    owner: &HubDid,
+    author: &HubDid,
     change: &Change,
 ) -> Result<CheckedChange, LayoutError> {
+    let owner = match doc {
+        DocId::Hub(owner) => owner,
+        DocId::Membership(_) => {
+            crate::membership::check_change(author.id(), change)?;
+            return Ok(CheckedChange {
+                slots: Vec::new(),
+                writes: Vec::new(),
+            });
+        }
+    };
     let encoded;
-    let owner_did = if owner.id() == doc.owner() {
-        owner.did()
+    let owner_did = if author.id() == owner {
+        author.did()
     } else {
-        encoded = doc.owner().to_did();
+        encoded = owner.to_did();
         encoded.as_str()
     };
     let mut writes = Vec::new();
@@ -222,8 +251,12 @@ impl CatalogueDoc {
 
     /// Write from now on as `owner key || suffix` (a restored node takes a fresh suffix).
     pub fn set_actor_suffix(&mut self, suffix: [u8; 16]) {
+        // Only a hub's own document is written through this type.
+        let Some(owner) = self.id.hub() else {
+            return;
+        };
         let mut actor = Vec::with_capacity(48);
-        actor.extend_from_slice(self.id.owner().as_bytes());
+        actor.extend_from_slice(owner.as_bytes());
         actor.extend_from_slice(&suffix);
         self.doc.set_actor(ActorId::from(actor));
     }
@@ -302,12 +335,15 @@ impl CatalogueDoc {
                 });
             }
         }
+        let owner = self.id.hub().ok_or_else(|| LayoutError::BadOperation {
+            slot: "(records belong in a hub document)".into(),
+        })?;
         let now = format_timestamp(now_ms);
         let issued = existing.as_ref().and_then(|e| e.meta().issued.clone());
         let meta = record.meta_mut();
         meta.schema = Some(SCHEMA_VERSION);
         meta.id = Some(slot.0.clone());
-        meta.publisher = Some(self.id.owner().to_did());
+        meta.publisher = Some(owner.to_did());
         meta.issued = Some(issued.unwrap_or_else(|| now.clone()));
         meta.modified = Some(now.clone());
         meta.last_confirmed = Some(now);

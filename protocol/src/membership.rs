@@ -1,7 +1,8 @@
 //! Federation membership: the shared document of votes and the rule that reads members from it.
 //!
-//! **The document.** One Automerge map per federation, written by the members. (This module
-//! is the rule and the layout; the node does not carry the document yet.) Every key is one vote, and names its voter:
+//! **The document.** One Automerge map per federation (`DocId::Membership(<federation id>)`),
+//! written by the members, carried and synchronised by every node like the hubs' catalogues.
+//! Every key is one vote, and names its voter:
 //!
 //! ```text
 //! endorse/<target did>/0/<voter did>        admit the target
@@ -22,10 +23,10 @@
 //! and involves no circular counting (admission only grows; suspension counts admitted
 //! voters), so every node holding the same votes reaches the same members.
 //!
-//! Votes a hub cast while a member stand after it is suspended; what is to stop a suspended
-//! hub from voting on is the node, which will accept changes to the membership document, like
-//! changes to a catalogue, only from members, and hold the others back until their author is
-//! a member.
+//! Votes a hub cast while a member stand after it is suspended; what stops a suspended hub
+//! from voting on is the node, which accepts changes to the membership document, like changes
+//! to a catalogue, only from members, and holds the others back until their author is a
+//! member.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -292,6 +293,20 @@ pub fn evaluate(founders: &BTreeSet<HubId>, quorum: usize, votes: &[Vote]) -> Me
     Membership { quorum, standing }
 }
 
+/// Every vote in a membership document (values that do not parse are skipped: changes are
+/// checked before they are applied, so there are none).
+pub fn votes_in(doc: &Automerge) -> Vec<Vote> {
+    doc.keys(ROOT)
+        .filter_map(|key| match doc.get(ROOT, key.as_str()) {
+            Ok(Some((automerge::Value::Scalar(s), _))) => match s.as_ref() {
+                ScalarValue::Str(v) => Vote::parse(&key, v).ok(),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
 /// The membership document with the operations the layout allows.
 pub struct MembershipDoc {
     doc: Automerge,
@@ -324,19 +339,9 @@ impl MembershipDoc {
             .map_err(|e| LayoutError::Automerge(e.to_string()))
     }
 
-    /// Every vote in the document (values that do not parse are skipped: changes are checked
-    /// before they are applied, so there are none).
+    /// Every vote in the document (see [`votes_in`]).
     pub fn votes(&self) -> Vec<Vote> {
-        self.doc
-            .keys(ROOT)
-            .filter_map(|key| match self.doc.get(ROOT, key.as_str()) {
-                Ok(Some((automerge::Value::Scalar(s), _))) => match s.as_ref() {
-                    ScalarValue::Str(v) => Vote::parse(&key, v).ok(),
-                    _ => None,
-                },
-                _ => None,
-            })
-            .collect()
+        votes_in(&self.doc)
     }
 
     /// Cast `vote` (its voter is the node's own hub), writing with actor

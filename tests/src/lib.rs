@@ -180,41 +180,47 @@ pub struct TestHub {
     tmp: tempfile::TempDir,
 }
 
-impl TestHub {
-    /// Create a hub named `name` in `country` and start its node on free loopback ports (API
-    /// and libp2p), with no peers.
-    pub fn start(name: &str, country: &str) -> anyhow::Result<TestHub> {
-        TestHub::start_with(name, country, &[])
+/// A hub's data directory, created but not started (see [`TestHub::prepare`]).
+pub struct PreparedHub {
+    tmp: tempfile::TempDir,
+    pub data_dir: DataDir,
+}
+
+impl PreparedHub {
+    /// The hub's key.
+    pub fn key(&self) -> hubcat_protocol::HubKey {
+        self.data_dir.load_key().expect("hub key")
     }
 
-    /// Like [`TestHub::start`], dialling `bootstrap` (multiaddrs ending in `/p2p/<peer-id>`).
-    pub fn start_with(name: &str, country: &str, bootstrap: &[String]) -> anyhow::Result<TestHub> {
-        TestHub::start_configured(name, country, bootstrap, &[])
+    /// The hub's did.
+    pub fn did(&self) -> String {
+        self.key().id().to_did()
     }
 
-    /// Like [`TestHub::start_with`], with extra config overrides (as command-line flags would).
+    /// Start the node, dialling `bootstrap`, with extra config overrides.
     pub fn start_configured(
-        name: &str,
-        country: &str,
+        self,
         bootstrap: &[String],
         overrides: &[(&'static str, toml::Value)],
     ) -> anyhow::Result<TestHub> {
-        let tmp = tempfile::tempdir()?;
-        let data_dir = DataDir::new(tmp.path().join("hub"));
-        data_dir.init(&InitOptions {
-            name: name.into(),
-            country: country.into(),
-            // Port 0: every hub gets free ports, so tests run in parallel.
-            api: Some("127.0.0.1:0".into()),
-            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
-            bootstrap: bootstrap.to_vec(),
-        })?;
+        let PreparedHub { tmp, data_dir } = self;
         // Tests poll and query their hubs from one address far faster than a person would:
         // the read rate limit is off unless a test sets it (tests/tests/single_node.rs does).
         let mut flags: Vec<(&'static str, toml::Value)> = vec![
             ("sync.interval_secs", toml::Value::Integer(TEST_SYNC_SECS)),
             ("api.read_rate_per_sec", toml::Value::Integer(0)),
         ];
+        if !bootstrap.is_empty() {
+            flags.push((
+                "p2p.bootstrap",
+                toml::Value::Array(
+                    bootstrap
+                        .iter()
+                        .map(|b| toml::Value::String(b.clone()))
+                        .collect(),
+                ),
+            ));
+        }
         flags.extend(overrides.iter().cloned());
         let mut config = data_dir.load_config(BTreeMap::new(), flags)?.config;
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -247,6 +253,45 @@ impl TestHub {
             runtime,
             tmp,
         })
+    }
+}
+
+impl TestHub {
+    /// Create a hub named `name` in `country` and start its node on free loopback ports (API
+    /// and libp2p), with no peers.
+    pub fn start(name: &str, country: &str) -> anyhow::Result<TestHub> {
+        TestHub::start_with(name, country, &[])
+    }
+
+    /// Like [`TestHub::start`], dialling `bootstrap` (multiaddrs ending in `/p2p/<peer-id>`).
+    pub fn start_with(name: &str, country: &str, bootstrap: &[String]) -> anyhow::Result<TestHub> {
+        TestHub::start_configured(name, country, bootstrap, &[])
+    }
+
+    /// Like [`TestHub::start_with`], with extra config overrides (as command-line flags would).
+    pub fn start_configured(
+        name: &str,
+        country: &str,
+        bootstrap: &[String],
+        overrides: &[(&'static str, toml::Value)],
+    ) -> anyhow::Result<TestHub> {
+        TestHub::prepare(name, country)?.start_configured(bootstrap, overrides)
+    }
+
+    /// Create a hub's data directory without starting its node (to join it to a federation
+    /// genesis first, say).
+    pub fn prepare(name: &str, country: &str) -> anyhow::Result<PreparedHub> {
+        let tmp = tempfile::tempdir()?;
+        let data_dir = DataDir::new(tmp.path().join("hub"));
+        data_dir.init(&InitOptions {
+            name: name.into(),
+            country: country.into(),
+            // Port 0: every hub gets free ports, so tests run in parallel.
+            api: Some("127.0.0.1:0".into()),
+            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+            bootstrap: Vec::new(),
+        })?;
+        Ok(PreparedHub { tmp, data_dir })
     }
 
     /// The running node (panics between [`TestHub::stop`] and [`TestHub::resume`]).

@@ -35,10 +35,14 @@ impl Catalogue {
             let State {
                 docs,
                 records: views,
+                federation,
                 ..
             } = &mut *state;
             let ds = docs.entry(own.clone()).or_insert_with(|| {
-                DocState::new(CatalogueDoc::new(self.key.id(), self.actor_suffix))
+                DocState::new_in(
+                    CatalogueDoc::new(self.key.id(), self.actor_suffix),
+                    federation.as_ref(),
+                )
             });
             // Changes are made on the Automerge document itself: bring it up to date first.
             ds.settle(views, BTreeSet::new(), true);

@@ -1,0 +1,682 @@
+//! Federation membership inside the engine: whose changes are accepted, whose records are
+//! served, and the changes held back until their author is a member.
+//!
+//! A node that belongs to a federation (it holds a verified genesis) carries the federation's
+//! membership document like any other document: verified, durable, synchronised. Who is a
+//! member is read from that document alone ([`hubcat_protocol::membership::evaluate`]), so
+//! every node holding the same votes serves the same hubs. Changes to a hub's catalogue are
+//! accepted only from members, and so are votes; a change from anyone else is *held* — kept
+//! in memory, up to [`QUARANTINE_MAX_CHANGES`] changes and [`QUARANTINE_MAX_BYTES`] bytes,
+//! oldest dropped first — and applied once its author is admitted (or reinstated). A held
+//! change is not a refusal: the peer that relayed it did nothing wrong, and sync brings a
+//! dropped one again. Records of hubs that are not members (candidates, suspended hubs) are
+//! not served: not listed, not searchable, not offered to peers.
+//!
+//! A hub's own node accepts its own changes whatever its standing (they are stored and sent
+//! once the federation admits the hub), but serves its records only while it is a member,
+//! like every other node.
+
+use std::collections::{BTreeSet, HashSet, VecDeque};
+
+use automerge::ChangeHash;
+use hubcat_protocol::change::VerifiedChange;
+use hubcat_protocol::genesis::Genesis;
+use hubcat_protocol::membership::{self, Action, Membership, Standing, Vote};
+use hubcat_protocol::{DocId, HubId};
+use serde::Serialize;
+
+use super::EngineError;
+use hubcat_protocol::RecordError;
+
+/// Most changes held back at once, over all authors.
+pub const QUARANTINE_MAX_CHANGES: usize = 4096;
+/// Most bytes of changes held back at once.
+pub const QUARANTINE_MAX_BYTES: usize = 16 << 20;
+
+/// What a federation's genesis fixes: its id, founders and quorum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rules {
+    pub federation: String,
+    pub founders: BTreeSet<HubId>,
+    pub quorum: usize,
+}
+
+impl Rules {
+    /// The rules of a verified genesis whose id is `id`.
+    pub fn from_genesis(genesis: &Genesis, id: &str) -> Rules {
+        Rules {
+            federation: id.to_owned(),
+            founders: genesis.founder_ids().into_iter().collect(),
+            quorum: genesis.quorum as usize,
+        }
+    }
+
+    /// The federation's membership document.
+    pub fn doc(&self) -> DocId {
+        DocId::Membership(self.federation.clone())
+    }
+}
+
+/// The node's federation: its rules, the membership its document gives now, and the changes
+/// held back.
+pub(super) struct Federation {
+    pub rules: Rules,
+    pub doc: DocId,
+    pub membership: Membership,
+    pub quarantine: Quarantine,
+}
+
+impl Federation {
+    pub fn new(rules: Rules) -> Self {
+        Federation {
+            membership: membership::evaluate(&rules.founders, rules.quorum, &[]),
+            doc: rules.doc(),
+            rules,
+            quarantine: Quarantine::default(),
+        }
+    }
+
+    /// Re-read the membership from the document's votes; the hubs whose standing changed.
+    pub fn reevaluate(&mut self, votes: &[Vote]) -> Vec<HubId> {
+        let next = membership::evaluate(&self.rules.founders, self.rules.quorum, votes);
+        let changed = next
+            .standing
+            .iter()
+            .filter(|(hub, _)| self.membership.is_member(hub) != next.is_member(hub))
+            .map(|(hub, _)| *hub)
+            .collect();
+        self.membership = next;
+        changed
+    }
+}
+
+/// What the engine does with a verified change.
+pub(super) enum Gate {
+    Pass,
+    /// Held until `hub` is a member.
+    Hold {
+        hub: HubId,
+        detail: String,
+    },
+    Refuse {
+        reason: &'static str,
+        detail: String,
+    },
+}
+
+/// Decide on one verified change (see the module doc).
+pub(super) fn gate(fed: Option<&Federation>, own: &HubId, v: &VerifiedChange) -> Gate {
+    let doc = &v.envelope.doc;
+    let Some(fed) = fed else {
+        return match doc {
+            DocId::Hub(_) => Gate::Pass,
+            DocId::Membership(id) => Gate::Refuse {
+                reason: "no_federation",
+                detail: format!(
+                    "membership change for federation {id}: this node belongs to no federation"
+                ),
+            },
+        };
+    };
+    let hub = match doc {
+        DocId::Hub(owner) if owner == own => return Gate::Pass,
+        DocId::Hub(owner) => *owner,
+        DocId::Membership(id) if *id != fed.rules.federation => {
+            return Gate::Refuse {
+                reason: "wrong_federation",
+                detail: format!(
+                    "membership change for federation {id}: this node belongs to {}",
+                    fed.rules.federation
+                ),
+            }
+        }
+        DocId::Membership(_) => v.author,
+    };
+    if fed.membership.is_member(&hub) {
+        return Gate::Pass;
+    }
+    let standing = match fed.membership.standing.get(&hub) {
+        Some(Standing::Suspended) => "is suspended",
+        Some(Standing::Candidate) => "is a candidate not yet endorsed by the quorum",
+        _ => "is not a member",
+    };
+    Gate::Hold {
+        hub,
+        detail: format!(
+            "{} {standing} in federation {}: change {} to {doc} held until it is a member",
+            hub.to_did(),
+            fed.rules.federation,
+            v.hash
+        ),
+    }
+}
+
+/// Changes held back until their author is a member (bounded; oldest dropped first).
+#[derive(Default)]
+pub(super) struct Quarantine {
+    held: VecDeque<(HubId, VerifiedChange)>,
+    hashes: HashSet<ChangeHash>,
+    bytes: usize,
+    /// Changes dropped to keep within the bounds, since the node started.
+    pub dropped: u64,
+}
+
+impl Quarantine {
+    /// Hold `v` for `hub` (a change already held is not held twice).
+    pub fn hold(&mut self, hub: HubId, v: VerifiedChange) {
+        if !self.hashes.insert(v.hash) {
+            return;
+        }
+        self.bytes += v.envelope.change.len();
+        self.held.push_back((hub, v));
+        while self.held.len() > QUARANTINE_MAX_CHANGES || self.bytes > QUARANTINE_MAX_BYTES {
+            let Some((_, old)) = self.held.pop_front() else {
+                break;
+            };
+            self.forget(&old);
+            self.dropped += 1;
+        }
+    }
+
+    fn forget(&mut self, v: &VerifiedChange) {
+        self.hashes.remove(&v.hash);
+        self.bytes = self.bytes.saturating_sub(v.envelope.change.len());
+    }
+
+    /// Take out every change whose hub is now admitted, oldest first.
+    pub fn release(&mut self, admitted: impl Fn(&HubId) -> bool) -> Vec<VerifiedChange> {
+        let (out, keep): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|(hub, _)| admitted(hub));
+        self.held = keep;
+        let out: Vec<VerifiedChange> = out.into_iter().map(|(_, v)| v).collect();
+        for v in &out {
+            self.forget(v);
+        }
+        out
+    }
+
+    pub fn len(&self) -> usize {
+        self.held.len()
+    }
+}
+
+/// The votes to cast for `action` on `target` by `voter`, given the document's `votes` and the
+/// current `membership`; the error says why this vote cannot be cast.
+pub(super) fn plan(
+    membership: &Membership,
+    votes: &[Vote],
+    voter: &HubId,
+    action: Action,
+    target: &HubId,
+) -> Result<Vec<(Action, u32)>, EngineError> {
+    plan_or_why(membership, votes, voter, action, target).map_err(|(kind, why)| match kind {
+        Why::Target => EngineError::Invalid(RecordError::field("target", why)),
+        Why::Voter => EngineError::Forbidden(why),
+        Why::State => EngineError::Conflict(why),
+    })
+}
+
+/// Why a vote cannot be cast: about its target, its voter, or the state of the votes.
+enum Why {
+    Target,
+    Voter,
+    State,
+}
+
+fn plan_or_why(
+    membership: &Membership,
+    votes: &[Vote],
+    voter: &HubId,
+    action: Action,
+    target: &HubId,
+) -> Result<Vec<(Action, u32)>, (Why, String)> {
+    let did = target.to_did();
+    if target == voter {
+        return Err((Why::Target, "a hub cannot vote on itself".into()));
+    }
+    if !membership.is_member(voter) {
+        return Err((
+            Why::Voter,
+            format!(
+                "this hub ({}) is not a member of the federation: only members vote",
+                voter.to_did()
+            ),
+        ));
+    }
+    let state = |why: String| Err((Why::State, why));
+    let cast_already = |action: Action, case: u32| {
+        votes.iter().any(|v| {
+            v.action == action && v.case == case && v.target == *target && v.voter == *voter
+        })
+    };
+    let standing = membership.standing.get(target).copied();
+    // Voters on (action, case) counted as the rule counts them: admitted hubs other than the
+    // target.
+    let admitted = |h: &HubId| {
+        membership
+            .standing
+            .get(h)
+            .is_some_and(|s| *s != Standing::Candidate)
+    };
+    let tally = |action: Action, case: u32| {
+        votes
+            .iter()
+            .filter(|v| v.action == action && v.case == case && v.target == *target)
+            .filter(|v| admitted(&v.voter))
+            .map(|v| v.voter)
+            .collect::<BTreeSet<_>>()
+            .len()
+    };
+    match action {
+        Action::Endorse => {
+            if matches!(
+                standing,
+                Some(Standing::Founder | Standing::Member | Standing::Suspended)
+            ) {
+                return state(format!("{did} is already a member"));
+            }
+            if cast_already(Action::Endorse, 0) {
+                return state(format!("this hub has already endorsed {did}"));
+            }
+            Ok(vec![(Action::Endorse, 0)])
+        }
+        Action::Suspend => {
+            match standing {
+                Some(Standing::Suspended) => return state(format!("{did} is already suspended")),
+                Some(Standing::Founder | Standing::Member) => {}
+                _ => return state(format!("{did} is not a member")),
+            }
+            // Join the open case (suspension votes short of the quorum), else open a new one.
+            let highest = votes
+                .iter()
+                .filter(|v| v.target == *target && v.action == Action::Suspend)
+                .map(|v| v.case)
+                .max()
+                .unwrap_or(0);
+            let case = if highest > 0 && tally(Action::Suspend, highest) < membership.quorum {
+                highest
+            } else {
+                highest + 1
+            };
+            if cast_already(Action::Suspend, case) {
+                return state(format!(
+                    "this hub has already voted to suspend {did} (case {case}); it waits for more votes"
+                ));
+            }
+            Ok(vec![(Action::Suspend, case)])
+        }
+        Action::Reinstate => {
+            if standing != Some(Standing::Suspended) {
+                return state(format!("{did} is not suspended"));
+            }
+            // Every suspension case in effect: suspended by the quorum, not yet reinstated.
+            let cases: BTreeSet<u32> = votes
+                .iter()
+                .filter(|v| v.target == *target && v.action == Action::Suspend)
+                .map(|v| v.case)
+                .filter(|c| {
+                    tally(Action::Suspend, *c) >= membership.quorum
+                        && tally(Action::Reinstate, *c) < membership.quorum
+                })
+                .filter(|c| !cast_already(Action::Reinstate, *c))
+                .collect();
+            if cases.is_empty() {
+                return state(format!(
+                    "this hub has already voted to reinstate {did}; it waits for more votes"
+                ));
+            }
+            Ok(cases.into_iter().map(|c| (Action::Reinstate, c)).collect())
+        }
+    }
+}
+
+/// A vote as listed for people.
+#[derive(Debug, Clone, Serialize)]
+pub struct VoteView {
+    pub action: Action,
+    pub case: u32,
+    pub voter: String,
+    pub reason: String,
+    pub at: String,
+}
+
+/// One hub the membership document names.
+#[derive(Debug, Clone, Serialize)]
+pub struct HubStanding {
+    pub did: String,
+    pub standing: Standing,
+    /// Every vote on this hub, oldest first.
+    pub votes: Vec<VoteView>,
+}
+
+/// The federation's members, candidates and suspended hubs, with who voted what and when.
+#[derive(Debug, Clone, Serialize)]
+pub struct MembersReport {
+    pub federation: String,
+    pub quorum: usize,
+    pub members: Vec<HubStanding>,
+    /// Hubs endorsed by fewer members than the quorum so far.
+    pub candidates: Vec<HubStanding>,
+    pub suspended: Vec<HubStanding>,
+    /// Changes held back until their authors are members.
+    pub held_changes: usize,
+}
+
+pub(super) fn report(fed: &Federation, votes: &[Vote]) -> MembersReport {
+    let mut out = MembersReport {
+        federation: fed.rules.federation.clone(),
+        quorum: fed.rules.quorum,
+        members: Vec::new(),
+        candidates: Vec::new(),
+        suspended: Vec::new(),
+        held_changes: fed.quarantine.len(),
+    };
+    for (hub, standing) in &fed.membership.standing {
+        let mut on: Vec<VoteView> = votes
+            .iter()
+            .filter(|v| v.target == *hub)
+            .map(|v| VoteView {
+                action: v.action,
+                case: v.case,
+                voter: v.voter.to_did(),
+                reason: v.reason.clone(),
+                at: v.at.clone(),
+            })
+            .collect();
+        on.sort_by(|a, b| (&a.at, &a.voter).cmp(&(&b.at, &b.voter)));
+        let entry = HubStanding {
+            did: hub.to_did(),
+            standing: *standing,
+            votes: on,
+        };
+        match standing {
+            Standing::Founder | Standing::Member => out.members.push(entry),
+            Standing::Candidate => out.candidates.push(entry),
+            Standing::Suspended => out.suspended.push(entry),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use automerge::transaction::{CommitOptions, Transactable};
+    use automerge::{ActorId, Automerge, ReadDoc, ROOT};
+    use hubcat_protocol::change;
+    use hubcat_protocol::membership::MembershipDoc;
+    use hubcat_protocol::{CatalogueDoc, HubKey, SignedChange};
+
+    use super::*;
+    use crate::engine::tests::service;
+    use crate::engine::{Catalogue, ListFilter};
+    use crate::store::SledStore;
+
+    fn key(n: u8) -> HubKey {
+        HubKey::from_secret_bytes(&[n; 32]).expect("key")
+    }
+
+    fn id(n: u8) -> HubId {
+        key(n).id()
+    }
+
+    /// Founders 1, 2 and 3; quorum 2.
+    fn rules() -> Rules {
+        Rules {
+            federation: "health-hubs-00ff".into(),
+            founders: [id(1), id(2), id(3)].into(),
+            quorum: 2,
+        }
+    }
+
+    fn node(n: u8) -> (Catalogue, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(SledStore::open(dir.path()).expect("store"));
+        let c = Catalogue::open_in(store, key(n), Some(rules())).expect("open");
+        (c, dir)
+    }
+
+    /// Hub `n` publishes a service (change number `seq` of its document).
+    fn publication(doc: &mut CatalogueDoc, n: u8, slug: &str) -> SignedChange {
+        let change = doc
+            .upsert(&service(slug, slug), hubcat_protocol::now_ms())
+            .expect("change");
+        change::sign(&key(n), doc.id(), &change)
+    }
+
+    fn served(c: &Catalogue, n: u8) -> Vec<String> {
+        c.list(&ListFilter {
+            publisher: Some(id(n)),
+            ..ListFilter::default()
+        })
+        .into_iter()
+        .map(|v| v.record.meta().id.clone().unwrap_or_default())
+        .collect()
+    }
+
+    /// Give `to` everything `from` serves (a sync round without the network).
+    fn sync(from: &Catalogue, to: &Catalogue) {
+        for (doc, _) in from.doc_heads() {
+            let cs = from
+                .changes_since(&doc, &[], &[], usize::MAX)
+                .expect("served document");
+            let r = to
+                .ingest(cs.changes, hubcat_protocol::now_ms())
+                .expect("ingest");
+            assert!(r.refused.is_empty(), "{:?}", r.refused);
+        }
+    }
+
+    #[test]
+    fn a_candidate_is_held_until_the_quorum_endorses_it_then_served() {
+        let (a, _da) = node(1);
+        let (b, _db) = node(2);
+        let mut d_doc = CatalogueDoc::new(id(4), [4; 16]);
+        let first = publication(&mut d_doc, 4, "lab");
+
+        let r = a
+            .ingest(vec![first.clone()], hubcat_protocol::now_ms())
+            .expect("ingest");
+        assert_eq!((r.accepted, r.refused.len(), r.held.len()), (0, 0, 1));
+        assert!(
+            r.held[0].detail.contains("candidate") || r.held[0].detail.contains("not a member")
+        );
+        assert!(served(&a, 4).is_empty());
+        assert_eq!(a.members().expect("federation").held_changes, 1);
+        assert!(!a.doc_heads().iter().any(|(d, _)| *d == DocId::Hub(id(4))));
+
+        // One founder's endorsement is not enough.
+        let votes = a
+            .vote(Action::Endorse, &id(4), "EDIH in good standing")
+            .expect("vote");
+        assert_eq!(votes.len(), 1);
+        assert!(served(&a, 4).is_empty());
+        let report = a.members().expect("federation");
+        assert_eq!(report.candidates.len(), 1);
+        assert_eq!(report.candidates[0].votes[0].voter, id(1).to_did());
+        assert_eq!(
+            report.candidates[0].votes[0].reason,
+            "EDIH in good standing"
+        );
+        // … and it cannot be given twice.
+        assert!(matches!(
+            a.vote(Action::Endorse, &id(4), ""),
+            Err(EngineError::Conflict(_))
+        ));
+
+        // The second endorsement, from another founder, admits the hub: its held change is
+        // applied at once.
+        sync(&a, &b);
+        b.vote(Action::Endorse, &id(4), "").expect("vote");
+        sync(&b, &a);
+        assert_eq!(served(&a, 4), ["lab"]);
+        assert_eq!(a.members().expect("federation").held_changes, 0);
+        let member = a.members().expect("federation");
+        assert!(member.members.iter().any(|h| h.did == id(4).to_did()));
+
+        // From now on its changes are accepted directly, on every node.
+        let second = publication(&mut d_doc, 4, "training");
+        let r = b
+            .ingest(vec![first, second], hubcat_protocol::now_ms())
+            .expect("ingest");
+        assert_eq!((r.accepted, r.held.len()), (2, 0));
+        assert_eq!(served(&b, 4), ["lab", "training"]);
+    }
+
+    #[test]
+    fn a_quorum_suspends_a_hub_whose_records_and_new_changes_wait_until_it_is_reinstated() {
+        let (a, da) = node(1);
+        let (b, _db) = node(2);
+        let mut c_doc = CatalogueDoc::new(id(3), [3; 16]);
+        let r = a
+            .ingest(
+                vec![publication(&mut c_doc, 3, "lab")],
+                hubcat_protocol::now_ms(),
+            )
+            .expect("ingest");
+        assert_eq!(r.accepted, 1, "a founder's change is accepted");
+
+        let v = a.vote(Action::Suspend, &id(3), "spam").expect("vote");
+        assert_eq!(v[0].case, 1);
+        assert_eq!(served(&a, 3), ["lab"], "one vote does not suspend");
+        sync(&a, &b);
+        let v = b.vote(Action::Suspend, &id(3), "spam").expect("vote");
+        assert_eq!(v[0].case, 1, "the second vote joins the open case");
+        sync(&b, &a);
+        assert!(served(&a, 3).is_empty(), "suspended: not served");
+        assert!(a
+            .changes_since(&DocId::Hub(id(3)), &[], &[], usize::MAX)
+            .is_none());
+        let report = a.members().expect("federation");
+        assert_eq!(report.suspended.len(), 1);
+
+        // Its new changes are held, not accepted.
+        let later = publication(&mut c_doc, 3, "training");
+        let r = a
+            .ingest(vec![later.clone()], hubcat_protocol::now_ms())
+            .expect("ingest");
+        assert_eq!((r.accepted, r.held.len()), (0, 1));
+
+        // The suspension holds across a restart (it is read from the stored votes).
+        drop(a);
+        let store = Arc::new(SledStore::open(da.path()).expect("store"));
+        let a = Catalogue::open_in(store, key(1), Some(rules())).expect("reopen");
+        assert!(served(&a, 3).is_empty());
+
+        // Reinstatement by the quorum brings its records back.
+        a.vote(Action::Reinstate, &id(3), "cleaned up")
+            .expect("vote");
+        assert!(served(&a, 3).is_empty(), "one vote does not reinstate");
+        sync(&a, &b);
+        b.vote(Action::Reinstate, &id(3), "cleaned up")
+            .expect("vote");
+        sync(&b, &a);
+        assert_eq!(served(&a, 3), ["lab"]);
+        // The change held before the restart was lost with the memory; a peer brings it again.
+        let r = a
+            .ingest(vec![later], hubcat_protocol::now_ms())
+            .expect("ingest");
+        assert_eq!(r.accepted, 1);
+        assert_eq!(served(&a, 3), ["lab", "training"]);
+    }
+
+    #[test]
+    fn votes_count_only_from_members_in_their_own_name_in_this_federation() {
+        let (a, _da) = node(1);
+        let now = hubcat_protocol::now_ms();
+        let doc = rules().doc();
+        // A non-member's endorsement is held (it would count once its voter is a member).
+        let mut md = MembershipDoc::new();
+        let vote = Vote::new(Action::Endorse, id(6), 0, id(5), "", now);
+        let change = md.cast(&vote, [5; 16], now).expect("cast");
+        let r = a
+            .ingest(vec![change::sign(&key(5), &doc, &change)], now)
+            .expect("ingest");
+        assert_eq!((r.accepted, r.held.len()), (0, 1));
+
+        // A vote in a founder's name signed by someone else is refused outright.
+        let mut forged = Automerge::new();
+        let mut actor = id(5).as_bytes().to_vec();
+        actor.extend_from_slice(&[5; 16]);
+        forged.set_actor(ActorId::from(actor));
+        let mut tx = forged.transaction();
+        let key_in_founders_name = Vote::new(Action::Endorse, id(5), 0, id(1), "", now).key();
+        tx.put(
+            ROOT,
+            key_in_founders_name.as_str(),
+            r#"{"reason":"","at":"2026-12-02T10:00:00Z"}"#,
+        )
+        .expect("put");
+        let (hash, _) = tx.commit_with(CommitOptions::default().with_time(now));
+        let change = forged
+            .get_change_by_hash(&hash.expect("hash"))
+            .expect("change");
+        let r = a
+            .ingest(vec![change::sign(&key(5), &doc, &change)], now)
+            .expect("ingest");
+        assert_eq!(r.refused.len(), 1);
+        assert!(
+            r.refused[0].detail.contains("in the name of"),
+            "{}",
+            r.refused[0].detail
+        );
+
+        // A founder's genuine vote for another federation is refused.
+        let mut md = MembershipDoc::new();
+        let vote = Vote::new(Action::Endorse, id(6), 0, id(2), "", now);
+        let change = md.cast(&vote, [2; 16], now).expect("cast");
+        let other = DocId::Membership("other-fed-1234".into());
+        let r = a
+            .ingest(vec![change::sign(&key(2), &other, &change)], now)
+            .expect("ingest");
+        assert_eq!(r.refused[0].reason, "wrong_federation");
+
+        // A node of no federation takes no membership change.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(SledStore::open(dir.path()).expect("store"));
+        let open = Catalogue::open(store, key(1)).expect("open");
+        let r = open
+            .ingest(vec![change::sign(&key(2), &doc, &change)], now)
+            .expect("ingest");
+        assert_eq!(r.refused[0].reason, "no_federation");
+        assert!(matches!(
+            open.vote(Action::Endorse, &id(6), ""),
+            Err(EngineError::Invalid(_))
+        ));
+
+        // Nothing of the above counted.
+        let report = a.members().expect("federation");
+        assert_eq!(report.members.len(), 3);
+        assert!(report.candidates.is_empty());
+    }
+
+    #[test]
+    fn only_members_vote_and_never_on_themselves() {
+        let (d, _dd) = node(4);
+        assert!(matches!(
+            d.vote(Action::Endorse, &id(5), ""),
+            Err(EngineError::Forbidden(_))
+        ));
+        let (a, _da) = node(1);
+        assert!(matches!(
+            a.vote(Action::Suspend, &id(1), ""),
+            Err(EngineError::Invalid(_))
+        ));
+        assert!(matches!(
+            a.vote(Action::Reinstate, &id(2), ""),
+            Err(EngineError::Conflict(_))
+        ));
+        assert!(matches!(
+            a.vote(Action::Endorse, &id(2), ""),
+            Err(EngineError::Conflict(_))
+        ));
+        // A candidate's own records are stored on its node, but not served there either.
+        let record = d
+            .publish(&service("lab", "Lab"))
+            .expect("own publish is stored");
+        assert_eq!(record.publisher, id(4).to_did());
+        assert!(served(&d, 4).is_empty());
+    }
+}
