@@ -373,7 +373,10 @@ mod hostile {
         let replay: BundleChange =
             serde_json::from_value(bundle["changes"][0].clone()).expect("bundle change");
         let replay = replay.envelope().expect("envelope");
-        assert_eq!(replay.doc.owner().to_did(), genuine["publisher"]);
+        assert_eq!(
+            replay.doc.hub().expect("a hub document").to_did(),
+            genuine["publisher"]
+        );
 
         let net = m.net();
         for forged in [&wrong_key, &altered, &unauthorised] {

@@ -1,0 +1,193 @@
+//! Federation membership across a running federation: three founders with quorum 2 and a
+//! newcomer. A hub's records are refused everywhere until the quorum has endorsed it, then
+//! served everywhere; one founder alone can neither admit nor suspend; a suspended hub's
+//! records disappear from search on every node and its new changes are held back;
+//! reinstatement brings them back.
+
+use std::time::Duration;
+
+use hubcat_node::federation;
+use hubcat_protocol::genesis::Genesis;
+use hubcat_tests::{urlencode, wait_until, PreparedHub, TestHub};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn service(slug: &str, word: &str) -> Value {
+    json!({"kind": "service", "id": slug,
+        "title": {"en": format!("{word} testbed")},
+        "description": {"en": format!("Test {word} before you invest.")},
+        "category": "test-before-invest"})
+}
+
+/// Hits for `word` published by `did`, from the node's search.
+fn found(hub: &TestHub, word: &str, did: &str) -> usize {
+    let (code, body) = hub.request(
+        Method::GET,
+        &format!("/v1/search?q={word}&publisher={}", urlencode(did)),
+        None,
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+    body["total"].as_u64().expect("total") as usize
+}
+
+fn vote(hub: &TestHub, action: &str, target: &str) -> (u16, Value) {
+    hub.request(
+        Method::POST,
+        "/v1/federation/votes",
+        Some(&hub.token),
+        Some(
+            json!({"action": action, "target": target, "reason": "decided at the hub council"})
+                .to_string()
+                .into_bytes(),
+        ),
+    )
+}
+
+fn vote_ok(hub: &TestHub, action: &str, target: &str) {
+    let (code, body) = vote(hub, action, target);
+    assert_eq!(code, 201, "{action} {target}: {body}");
+}
+
+/// How many votes on `target` with `action` the node holds.
+fn votes_on(hub: &TestHub, target: &str, action: &str) -> usize {
+    let (code, body) = hub.request(Method::GET, "/v1/federation/members", None, None);
+    assert_eq!(code, 200, "{body}");
+    ["members", "candidates", "suspended"]
+        .iter()
+        .flat_map(|l| body[l].as_array().cloned().unwrap_or_default())
+        .filter(|h| h["did"] == target)
+        .flat_map(|h| h["votes"].as_array().cloned().unwrap_or_default())
+        .filter(|v| v["action"] == action)
+        .count()
+}
+
+/// Wait two sync rounds: whatever was going to arrive has.
+fn settle() {
+    std::thread::sleep(Duration::from_secs(
+        2 * hubcat_tests::TEST_SYNC_SECS as u64 + 1,
+    ));
+}
+
+#[test]
+fn three_founders_with_quorum_two_admit_suspend_and_reinstate_a_hub_everywhere() {
+    let prepared: Vec<PreparedHub> = [("HDS", "SE"), ("GAL", "ES"), ("THESS", "GR"), ("NEW", "PT")]
+        .iter()
+        .map(|(n, c)| TestHub::prepare(n, c).expect("prepare"))
+        .collect();
+    let dids: Vec<String> = prepared.iter().map(|p| p.did()).collect();
+    let mut genesis =
+        Genesis::new("health-hubs", &dids[..3], 2, "2026-12-02T10:00:00Z").expect("genesis");
+    for p in &prepared[..3] {
+        genesis.sign(&p.key()).expect("founder signs");
+    }
+    let id = genesis.verify().expect("every founder signed");
+    for p in &prepared {
+        federation::adopt(&p.data_dir, &genesis, &id).expect("join");
+    }
+    let mut prepared = prepared.into_iter();
+    let a = prepared
+        .next()
+        .expect("a")
+        .start_configured(&[], &[])
+        .expect("start a");
+    let boot = [a.p2p_addr()];
+    let hubs: Vec<TestHub> = std::iter::once(a)
+        .chain(prepared.map(|p| p.start_configured(&boot, &[]).expect("start")))
+        .collect();
+    let (founders, newcomer) = hubs.split_at(3);
+    let d = &newcomer[0];
+    let d_did = &dids[3];
+
+    // Every founder publishes and is served everywhere; the newcomer's record is stored on
+    // its own node but served nowhere, not even there.
+    for (i, h) in founders.iter().enumerate() {
+        h.publish_ok(&service(&format!("lab-{i}"), "robotics"));
+    }
+    let (code, body) = d.publish(&service("imaging", "imaging"));
+    assert_eq!(
+        code, 201,
+        "the newcomer's node stores its own record: {body}"
+    );
+    assert!(wait_until(WAIT, || hubs
+        .iter()
+        .all(|h| (0..3).all(|i| found(h, "robotics", &dids[i]) == 1))));
+    settle();
+    for h in &hubs {
+        assert_eq!(
+            found(h, "imaging", d_did),
+            0,
+            "a candidate is served nowhere"
+        );
+    }
+    // The newcomer cannot vote.
+    let (code, body) = vote(d, "endorse", &dids[0]);
+    assert_eq!(code, 403, "{body}");
+
+    // One founder's endorsement does not admit it.
+    vote_ok(&founders[0], "endorse", d_did);
+    assert!(wait_until(WAIT, || hubs
+        .iter()
+        .all(|h| votes_on(h, d_did, "endorse") == 1)));
+    settle();
+    for h in &hubs {
+        assert_eq!(
+            found(h, "imaging", d_did),
+            0,
+            "one endorsement admits no one"
+        );
+    }
+
+    // The second one does, on every node.
+    vote_ok(&founders[1], "endorse", d_did);
+    assert!(
+        wait_until(WAIT, || hubs
+            .iter()
+            .all(|h| found(h, "imaging", d_did) == 1)),
+        "the admitted hub's record is served everywhere"
+    );
+
+    // One founder alone cannot suspend it.
+    vote_ok(&founders[2], "suspend", d_did);
+    assert!(wait_until(WAIT, || hubs
+        .iter()
+        .all(|h| votes_on(h, d_did, "suspend") == 1)));
+    settle();
+    for h in &hubs {
+        assert_eq!(found(h, "imaging", d_did), 1, "one vote suspends no one");
+    }
+
+    // A second vote does: its records disappear from search everywhere …
+    vote_ok(&founders[0], "suspend", d_did);
+    assert!(
+        wait_until(WAIT, || hubs
+            .iter()
+            .all(|h| found(h, "imaging", d_did) == 0)),
+        "the suspended hub's record is served nowhere"
+    );
+    // … and its new changes are held back by every other node.
+    let (code, body) = d.publish(&service("genomics", "genomics"));
+    assert_eq!(code, 201, "{body}");
+    settle();
+    for h in founders {
+        assert_eq!(found(h, "genomics", d_did), 0);
+        let (_, members) = h.request(Method::GET, "/v1/federation/members", None, None);
+        assert_eq!(members["suspended"][0]["did"], *d_did);
+    }
+
+    // Reinstatement by two founders brings every record back, the held one too.
+    vote_ok(&founders[1], "reinstate", d_did);
+    vote_ok(&founders[2], "reinstate", d_did);
+    assert!(
+        wait_until(WAIT, || hubs.iter().all(|h| found(h, "imaging", d_did)
+            == 1
+            && found(h, "genomics", d_did) == 1)),
+        "the reinstated hub's records are served everywhere"
+    );
+    let digest = hubs[0].digest();
+    assert!(wait_until(WAIT, || hubs
+        .iter()
+        .all(|h| h.digest() == digest)));
+}
