@@ -69,6 +69,10 @@ const SNAPSHOT_MIN_CHANGES: usize = 4_096;
 // … and at least as many as its last snapshot held (so snapshot work stays proportional to
 // what was ingested). Every document is also snapshotted by `Catalogue::snapshot` (shutdown).
 
+/// Most bytes of changes one document may hold: a hub's catalogue of tens of thousands of
+/// records stays far below; a peer cannot grow one document without bound.
+pub const MAX_DOC_BYTES: u64 = 256 << 20;
+
 /// Locally signed changes buffered for the network task (a lagging subscriber loses the oldest;
 /// anti-entropy still carries them).
 const LOCAL_CHANNEL: usize = 4096;
@@ -178,6 +182,8 @@ struct DocState {
     owner: Option<HubDid>,
     /// The owner is not a member of the node's federation: its records are not served.
     hidden: bool,
+    /// Bytes of the changes indexed here (bounded by [`MAX_DOC_BYTES`]).
+    bytes: u64,
     /// (actor number in `actors`, start op) → (change hash, last op): finds the change that
     /// wrote a value.
     ops: BTreeMap<(u32, u64), (ChangeHash, u64)>,
@@ -220,6 +226,7 @@ impl DocState {
         DocState {
             owner: doc.id().hub().map(|h| HubDid::new(*h)),
             hidden: false,
+            bytes: 0,
             doc,
             ops: BTreeMap::new(),
             sigs: HashMap::new(),
@@ -252,6 +259,7 @@ impl DocState {
     }
 
     fn index(&mut self, change: &Change, signature: &[u8]) {
+        self.bytes += change.raw_bytes().len() as u64;
         let actor = change.actor_id().to_bytes();
         if !self.actors.contains_key(actor) {
             let number = self.actors.len() as u32;
@@ -810,6 +818,7 @@ impl Catalogue {
             let mut seen = HashSet::with_capacity(verified.len());
             let mut batch_seqs: HashMap<(&DocId, &[u8], u64), ChangeHash> =
                 HashMap::with_capacity(verified.len());
+            let mut batch_doc_bytes: HashMap<&DocId, u64> = HashMap::new();
             for (i, (index, v)) in verified.iter().enumerate() {
                 if !seen.insert(v.hash) || state.known.contains(&v.hash) {
                     outcome.duplicates += 1;
@@ -817,6 +826,21 @@ impl Catalogue {
                 }
                 let actor = v.change.actor_id().to_bytes();
                 let seq = v.change.seq();
+                let doc_bytes = state.docs.get(&v.envelope.doc).map_or(0, |ds| ds.bytes);
+                let size = v.envelope.change.len() as u64;
+                let batch_bytes = batch_doc_bytes.entry(&v.envelope.doc).or_insert(0);
+                if doc_bytes + *batch_bytes + size > MAX_DOC_BYTES {
+                    outcome.refused.push(self.refusal(
+                        *index,
+                        "document_too_large",
+                        format!(
+                            "change {} would take document {} beyond {MAX_DOC_BYTES} bytes",
+                            v.hash, v.envelope.doc
+                        ),
+                    ));
+                    continue;
+                }
+                *batch_bytes += size;
                 let earlier = state
                     .docs
                     .get(&v.envelope.doc)

@@ -5,6 +5,8 @@
 //! In-process hubs run the node library on their own tokio runtime, so test functions stay
 //! plain `#[test]`s and talk to the API with a blocking HTTP client.
 
+pub mod adversary;
+
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};

@@ -16,6 +16,7 @@
 //! Every protocol name carries the federation name, so two federations never mix.
 
 mod codec;
+pub mod guard;
 mod peer_limit;
 pub mod sync;
 
@@ -48,8 +49,6 @@ const MAX_SESSIONS: usize = 4;
 const COMMAND_QUEUE: usize = 1024;
 /// Version of the sync protocol (2: wants carry the client's clock, names once per connection).
 const SYNC_VERSION: u32 = 2;
-/// Application score lost per change a peer pushed that failed verification.
-const APP_PENALTY: f64 = 10.0;
 /// How often a connection is pinged, and how long an answer may take before the connection
 /// is closed as dead.
 const PING_INTERVAL: Duration = Duration::from_secs(5);
@@ -212,6 +211,10 @@ pub struct PeerInfo {
     pub bytes_out: u64,
     /// Gossipsub score (negative after rejected messages).
     pub score: Option<f64>,
+    /// Offences counted against the peer (see [`guard`]) and where they left it.
+    pub offences: u64,
+    pub graylisted: bool,
+    pub banned: bool,
     pub agent: Option<String>,
 }
 
@@ -226,7 +229,6 @@ struct PeerState {
     bytes_out: u64,
     name: Option<String>,
     agent: Option<String>,
-    app_score: f64,
     in_session: bool,
 }
 
@@ -288,6 +290,8 @@ pub(crate) struct Shared {
     pub config: NetConfig,
     /// Peers told our hub name on their current connection (it travels once per connection).
     named: std::sync::Mutex<HashSet<PeerId>>,
+    /// Per-peer rate limits and scores.
+    pub guard: guard::Guard,
 }
 
 impl Shared {
@@ -319,6 +323,11 @@ impl NetHandle {
     async fn send(&self, cmd: Command) {
         // The task stopping is the only failure, and then there is nobody to tell.
         let _ = self.tx.send(cmd).await;
+    }
+
+    /// The largest gossip message or sync request this node takes (`p2p.max_message_bytes`).
+    pub fn max_message_bytes(&self) -> usize {
+        self.shared.config.max_message_bytes
     }
 
     /// Send one sync request to a peer and wait for its response (bounded by the timeout).
@@ -428,6 +437,7 @@ pub async fn spawn(
         catalogue: catalogue.clone(),
         config: config.clone(),
         named: std::sync::Mutex::new(HashSet::new()),
+        guard: guard::Guard::new(),
     });
     let handle = NetHandle {
         tx,
@@ -688,6 +698,15 @@ impl NetTask {
     }
 
     fn on_tick(&mut self) {
+        for peer in self.handle.shared.guard.expired_bans() {
+            tracing::info!(%peer, "ban ended");
+            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+            let score = self.handle.shared.guard.score(&peer);
+            self.swarm
+                .behaviour_mut()
+                .gossipsub
+                .set_application_score(&peer, score);
+        }
         self.dial_unpinned();
         let connected: HashSet<PeerId> = self.swarm.connected_peers().copied().collect();
         for (peer, addr) in self.handle.shared.config.bootstrap.clone() {
@@ -886,14 +905,16 @@ impl NetTask {
                 }
             }
             Command::Penalise { peer, refused } => {
-                let state = self.peer(peer);
-                state.app_score -= APP_PENALTY * refused as f64;
-                let score = state.app_score;
+                let verdict = self.handle.shared.guard.penalise(peer, refused);
                 self.swarm
                     .behaviour_mut()
                     .gossipsub
-                    .set_application_score(&peer, score);
-                tracing::warn!(%peer, refused, score, "peer sent changes that failed verification");
+                    .set_application_score(&peer, verdict.score);
+                tracing::warn!(%peer, offences = refused, score = verdict.score, "peer sent input that was refused");
+                if verdict.ban {
+                    tracing::warn!(%peer, score = verdict.score, ban_secs = guard::BAN_FOR.as_secs(), "banning the peer: every connection refused");
+                    self.swarm.behaviour_mut().blocked.block_peer(peer);
+                }
             }
             Command::StartSync { peer, reply } => {
                 let _ = reply.send(self.start_session(peer));
@@ -937,11 +958,15 @@ impl NetTask {
 
     fn peer_infos(&self) -> Vec<PeerInfo> {
         let gossip = &self.swarm.behaviour().gossipsub;
+        let guard = &self.handle.shared.guard;
         let mut out: Vec<PeerInfo> = self
             .peers
             .iter()
-            .filter(|(_, s)| {
-                s.connections > 0 || s.last_sync.is_some() || s.connected_since.is_some()
+            .filter(|(peer, s)| {
+                s.connections > 0
+                    || s.last_sync.is_some()
+                    || s.connected_since.is_some()
+                    || guard.offences(peer) > 0
             })
             .map(|(peer, s)| PeerInfo {
                 peer_id: peer.to_string(),
@@ -955,6 +980,9 @@ impl NetTask {
                 bytes_in: s.bytes_in,
                 bytes_out: s.bytes_out,
                 score: gossip.peer_score(peer),
+                offences: guard.offences(peer),
+                graylisted: guard.is_graylisted(peer),
+                banned: guard.is_banned(peer),
                 agent: s.agent.clone(),
             })
             .collect();

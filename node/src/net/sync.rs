@@ -329,6 +329,16 @@ type Served = Option<Option<String>>;
 /// Answer one sync request from `peer`. Returns the encoded response and what it tells.
 pub async fn serve(handle: &NetHandle, peer: PeerId, body: &[u8]) -> (Vec<u8>, Served) {
     let shared = handle.shared().clone();
+    if shared.guard.is_graylisted(&peer) {
+        return (
+            refused("graylisted: this peer sent too much refused input"),
+            None,
+        );
+    }
+    if !shared.guard.request_allowed(&peer) {
+        handle.penalise(peer, 1).await;
+        return (refused("rate limit: too many sync requests"), None);
+    }
     let request: SyncRequest = match wire::decode(body, shared.config.max_message_bytes) {
         Ok(r) => r,
         Err(e) => {
@@ -432,10 +442,18 @@ async fn answer(
 /// from the sender whatever the announced heads need that we lack.
 pub async fn on_gossip(handle: &NetHandle, source: PeerId, data: &[u8]) -> MessageAcceptance {
     let shared = handle.shared().clone();
+    if shared.guard.is_graylisted(&source) {
+        return MessageAcceptance::Ignore;
+    }
+    if !shared.guard.gossip_allowed(&source) {
+        handle.penalise(source, 1).await;
+        return MessageAcceptance::Ignore;
+    }
     let gossip: Gossip = match wire::decode(data, shared.config.max_message_bytes) {
         Ok(g) => g,
         Err(e) => {
             tracing::warn!(peer = %source, error = %e, "undecodable gossip message");
+            handle.penalise(source, 1).await;
             return MessageAcceptance::Reject;
         }
     };
@@ -453,8 +471,11 @@ pub async fn on_gossip(handle: &NetHandle, source: PeerId, data: &[u8]) -> Messa
                 first = %r.refused[0].detail,
                 "gossip carried changes that failed verification"
             );
+            handle.penalise(source, r.refused.len()).await;
             return MessageAcceptance::Reject;
         }
+        // Changes of a hub that is not a member: held, neither forwarded nor fetched.
+        Ok(r) if r.accepted == 0 && !r.held.is_empty() => return MessageAcceptance::Ignore,
         Ok(_) => {}
         Err(e) => {
             tracing::error!(error = %e, "storing gossiped changes failed");
