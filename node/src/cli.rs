@@ -179,7 +179,8 @@ pub enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
-    /// Federation genesis: create one, sign it as a founder, join one.
+    /// Federation: create, sign and join a genesis; endorse, suspend and reinstate hubs; list
+    /// the members.
     Federation {
         #[command(subcommand)]
         command: crate::federation::FederationCommand,

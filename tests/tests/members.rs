@@ -126,6 +126,53 @@ fn three_founders_with_quorum_two_admit_suspend_and_reinstate_a_hub_everywhere()
     let (code, body) = vote(d, "endorse", &dids[0]);
     assert_eq!(code, 403, "{body}");
 
+    // Bad votes are refused, naming what is wrong, and change nothing.
+    let bad = |hub: &TestHub, body: Value, status: u16, names: &str| {
+        let (code, v) = hub.request(
+            Method::POST,
+            "/v1/federation/votes",
+            Some(&hub.token),
+            Some(body.to_string().into_bytes()),
+        );
+        assert_eq!(code, status, "{body} → {v}");
+        assert!(
+            v.to_string().contains(names),
+            "{body} → {v} should name {names}"
+        );
+    };
+    let a = &founders[0];
+    bad(
+        a,
+        json!({"action": "endorse", "target": dids[0]}),
+        400,
+        "target",
+    );
+    bad(
+        a,
+        json!({"action": "endorse", "target": dids[1]}),
+        409,
+        "already a member",
+    );
+    bad(
+        a,
+        json!({"action": "reinstate", "target": d_did}),
+        409,
+        "not suspended",
+    );
+    bad(
+        a,
+        json!({"action": "suspend", "target": d_did}),
+        409,
+        "not a member",
+    );
+    bad(
+        a,
+        json!({"action": "endorse", "target": d_did, "reason": "x".repeat(501)}),
+        400,
+        "reason",
+    );
+    assert_eq!(votes_on(a, d_did, "endorse"), 0);
+
     // One founder's endorsement does not admit it.
     vote_ok(&founders[0], "endorse", d_did);
     assert!(wait_until(WAIT, || hubs
@@ -147,6 +194,13 @@ fn three_founders_with_quorum_two_admit_suspend_and_reinstate_a_hub_everywhere()
             .iter()
             .all(|h| found(h, "imaging", d_did) == 1)),
         "the admitted hub's record is served everywhere"
+    );
+
+    bad(
+        a,
+        json!({"action": "endorse", "target": d_did}),
+        409,
+        "already a member",
     );
 
     // One founder alone cannot suspend it.

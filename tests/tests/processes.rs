@@ -441,3 +441,149 @@ fn the_query_commands_answer_from_the_running_node() {
         "the query commands changed nothing else"
     );
 }
+
+/// Every command fed bad input: a non-zero exit whose message names the argument, field or
+/// file at fault, and the running node's catalogue unchanged.
+#[test]
+fn every_command_refuses_bad_input_naming_it_and_the_catalogue_is_unchanged() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("hds");
+    let (_node, id) = running_hub_with_testbed(&dir);
+    let d = path_str(&dir).to_owned();
+    let digest = || cli_json(&["status", "--json", "--data-dir", &d])["digest"].clone();
+    let before = digest();
+    let scratch = tmp.path();
+    let bad_category = {
+        let mut r = sample("okthess-investor");
+        r["category"] = "consulting".into();
+        write_file(scratch, "bad-category.json", &r.to_string())
+    };
+    let not_json = write_file(scratch, "not.json", "{\"kind\": \"service\", ");
+    let no_title = write_file(
+        scratch,
+        "no-title.json",
+        r#"{"kind": "service", "id": "x", "description": {"en": "Y"}, "category": "test-before-invest"}"#,
+    );
+    let bad_csv = write_file(
+        scratch,
+        "rows.csv",
+        "kind,id,title.en,description.en,category\nservice,Bad Slug!,T,D,test-before-invest\n",
+    );
+    let garbage = write_file(scratch, "garbage.json", "not a bundle or genesis");
+    let missing = scratch.join("missing.json");
+    let missing = path_str(&missing).to_owned();
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<String>>();
+    // (arguments, what the message must name)
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            s(&["publish", "--data-dir", &d, path_str(&bad_category)]),
+            "category",
+        ),
+        (
+            s(&["publish", "--data-dir", &d, path_str(&not_json)]),
+            "json",
+        ),
+        (
+            s(&["publish", "--data-dir", &d, path_str(&no_title)]),
+            "title",
+        ),
+        (s(&["publish", "--data-dir", &d, &missing]), "missing.json"),
+        (s(&["withdraw", "--data-dir", &d, "Bad Id!"]), "id"),
+        (
+            s(&["withdraw", "--data-dir", &d, "no-such-record"]),
+            "no-such-record",
+        ),
+        (
+            s(&["show", "--data-dir", &d, "nope@z6MkBad"]),
+            "nope@z6MkBad",
+        ),
+        (s(&["list", "--data-dir", &d, "--kind", "offering"]), "kind"),
+        (s(&["list", "--data-dir", &d, "--country", "XX"]), "country"),
+        (
+            s(&["list", "--data-dir", &d, "--publisher", "hub-1"]),
+            "publisher",
+        ),
+        (
+            s(&["search", "--data-dir", &d, "--per-page", "0", "ai"]),
+            "per_page",
+        ),
+        (
+            s(&["search", "--data-dir", &d, "--maturity", "ripe"]),
+            "maturity",
+        ),
+        (s(&["gaps", "--data-dir", &d, "--by", "planet"]), "planet"),
+        (s(&["export", "--data-dir", &d, "--format", "xml"]), "xml"),
+        (s(&["import", "--data-dir", &d, path_str(&bad_csv)]), "id"),
+        (s(&["import", "--data-dir", &d, &missing]), "missing.json"),
+        (
+            s(&["confirm", "--data-dir", &d, "no-such-record"]),
+            "no-such-record",
+        ),
+        (s(&["verify", path_str(&garbage)]), "bundle"),
+        (
+            s(&["federation", "endorse", "--data-dir", &d, "hub-42"]),
+            "target",
+        ),
+        (
+            s(&[
+                "federation",
+                "endorse",
+                "--data-dir",
+                &d,
+                &id.split('@')
+                    .nth(1)
+                    .map(|k| format!("did:key:{k}"))
+                    .unwrap_or_default(),
+            ]),
+            "federation",
+        ),
+        (
+            s(&["federation", "members", "--data-dir", &d]),
+            "federation",
+        ),
+        (
+            s(&["federation", "join", "--data-dir", &d, path_str(&garbage)]),
+            "genesis",
+        ),
+        (
+            s(&[
+                "federation",
+                "create",
+                "--name",
+                "Bad Name",
+                "--founder",
+                "did:key:z6Mk",
+                "--quorum",
+                "1",
+            ]),
+            "name",
+        ),
+        (
+            s(&["federation", "sign-genesis", "--data-dir", &d, &missing]),
+            "missing.json",
+        ),
+        (s(&["restore", "--data-dir", &d, &missing]), "missing.json"),
+        (
+            s(&["init", "--data-dir", &d, "--name", "X", "--country", "SE"]),
+            "already",
+        ),
+        (
+            s(&["status", "--data-dir", path_str(&scratch.join("nowhere"))]),
+            "hubcat init",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (args, names) in &cases {
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, out, err) = run_hubcat(&argv);
+        if code == 0 || !err.to_lowercase().contains(&names.to_lowercase()) {
+            wrong.push(format!(
+                "hubcat {}: exit {code}, stdout {out:?}, stderr {err:?} (wanted a refusal naming `{names}`)",
+                args.join(" ")
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    assert_eq!(digest(), before, "bad input changed the catalogue");
+    assert_eq!(cli_count(&dir).expect("the node still serves"), 2);
+}

@@ -95,11 +95,13 @@ pub(crate) async fn vote(
     let body = body.map_err(body_error)?;
     let input: VoteInput = serde_json::from_slice(&body).map_err(|e| {
         let detail = e.to_string();
-        let field = ["action", "target", "reason"]
-            .into_iter()
-            .find(|f| detail.contains(&format!("`{f}`")))
-            .unwrap_or("body");
-        ApiError::bad_field(field, format!("not a vote: {detail}"))
+        // `unknown field `x`, expected …` and `missing field `x`` name the field.
+        let field = ["unknown field `", "missing field `"]
+            .iter()
+            .find_map(|p| detail.strip_prefix(p)?.split('`').next())
+            .unwrap_or("body")
+            .to_owned();
+        ApiError::bad_field(&field, format!("not a vote: {detail}"))
     })?;
     let action = match input.action.as_str() {
         "endorse" => Action::Endorse,

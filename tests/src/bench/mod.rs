@@ -6,11 +6,14 @@
 //! - [`net`]: the federation layer on loopback — propagate, catchup, diff, idle.
 //! - [`search`]: the search index — build (reindex) time, query latency per class, memory.
 //! - [`import`]: bulk import through `hubcat import` → API → engine, rows per second.
+//! - [`adversary`]: a federation under attack by hostile peers: what got in, who was
+//!   graylisted, honest query latency quiet and under attack.
 //!
 //! The ingest bench runs on one thread (the node ingests on one core; sled's own flusher thread
 //! is the only other one) and reports rates in records per second. The network benches run
 //! real in-process nodes, each on its own two-thread runtime.
 
+pub mod adversary;
 pub mod corpus;
 pub mod fts5;
 pub mod import;

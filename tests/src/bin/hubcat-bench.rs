@@ -7,6 +7,7 @@
 //! cargo run --release -p hubcat-tests --bin hubcat-bench -- propagate|catchup|diff|idle [--json] [--quick]
 //! cargo run --release -p hubcat-tests --bin hubcat-bench -- search|query [--json] [--quick]
 //!     [--records 10000,100000] [--publishers 500]
+//! cargo run --release -p hubcat-tests --bin hubcat-bench -- adversary [--json] [--records 200]
 //! cargo build --release -p hubcat-node && \
 //!   cargo run --release -p hubcat-tests --bin hubcat-bench -- import [--json] [--quick] [--rows 10000]
 //! ```
@@ -59,6 +60,9 @@ enum Command {
     /// Bulk import: `hubcat import` of 10 000 rows (JSON lines and CSV) through the running
     /// node's API and engine, rows per second; the engine alone beside it.
     Import(bench::import::ImportArgs),
+    /// Hostile peers against a 3-founder federation: 13 kinds of bad input, what got in,
+    /// who was graylisted, honest query latency quiet and under attack.
+    Adversary(bench::adversary::AdversaryArgs),
 }
 
 /// Exit status when a bench ran but missed its target (and the caller asked to fail on it).
@@ -79,6 +83,9 @@ fn main() -> ExitCode {
         Command::Net(args) => net(bench::net::Which::All, args),
         Command::Search(args) => bench::search::run(args).map(|met| met || !args.require_target),
         Command::Import(args) => bench::import::run(args),
+        Command::Adversary(args) => {
+            bench::adversary::run(args).map(|met| met || !args.require_target)
+        }
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
