@@ -3,7 +3,10 @@
 //! 2. arbitrary bytes as the raw Automerge change of an envelope *properly signed by the
 //!    document's owner* — so the layout and record checks behind the signature see fuzzed
 //!    changes too — verified singly and in a batch: both must agree, and whatever passes must
-//!    decode to record puts or deletes that the layout allows.
+//!    decode to record puts or deletes that the layout allows;
+//! 3. the same raw change as a change to a federation's membership document signed by the
+//!    same key: refused or accepted alike singly and in a batch, and what passes writes only
+//!    votes in the signer's own name.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -26,6 +29,17 @@ fuzz_target!(|data: &[u8]| {
     let Ok(raw) = automerge::Change::from_bytes(data.to_vec()) else {
         return;
     };
+    let membership = DocId::Membership("fuzz-0123".into());
+    let vote = change::sign(key(), &membership, &raw);
+    let single = change::verify(vote.clone(), now);
+    let batch = change::verify_batch(vec![vote], now);
+    assert_eq!(single.is_ok(), batch[0].is_ok());
+    if let Ok(v) = single {
+        assert!(v.writes.is_empty(), "a membership change writes no record");
+        let votes = hubcat_protocol::membership::check_change(&key().id(), &v.change)
+            .expect("a verified membership change passes its layout check");
+        assert!(votes.iter().all(|vote| vote.voter == key().id()));
+    }
     let doc = DocId::Hub(key().id());
     let envelope = change::sign(key(), &doc, &raw);
     let single = change::verify(envelope.clone(), now);

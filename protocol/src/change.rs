@@ -319,11 +319,30 @@ pub fn precheck(envelope: SignedChange, now_ms: i64) -> Result<Prechecked, Chang
     precheck_with(envelope, now_ms, &AuthorCache::new())
 }
 
+/// Which keys may sign a hub's document besides the hub's own: `(hub, author) → bool`. A
+/// federation's membership document hands a hub's signing over to new keys (see
+/// [`crate::membership::key_book`]); without one, only the hub's own key signs.
+pub type Signers<'a> = &'a (dyn Fn(&HubId, &HubId) -> bool + Sync);
+
+fn own_key_only(hub: &HubId, author: &HubId) -> bool {
+    hub == author
+}
+
 /// [`precheck`] with author keys decoded once per `authors` cache.
 pub fn precheck_with(
     envelope: SignedChange,
     now_ms: i64,
     authors: &AuthorCache,
+) -> Result<Prechecked, ChangeError> {
+    precheck_signed(envelope, now_ms, authors, &own_key_only)
+}
+
+/// [`precheck_with`] where `signers` says which other keys may sign a hub's document.
+pub fn precheck_signed(
+    envelope: SignedChange,
+    now_ms: i64,
+    authors: &AuthorCache,
+    signers: Signers<'_>,
 ) -> Result<Prechecked, ChangeError> {
     if envelope.change.len() > MAX_CHANGE_BYTES {
         return Err(ChangeError::TooLarge(envelope.change.len()));
@@ -331,7 +350,11 @@ pub fn precheck_with(
     let author = authors.author(&envelope.author)?;
     let signature = Signature::from_slice(&envelope.signature)
         .map_err(|_| ChangeError::BadSignature("(malformed signature)".into()))?;
-    if !may_write(&envelope.doc, author.id()) {
+    let may = match &envelope.doc {
+        DocId::Hub(owner) => owner == author.id() || signers(owner, author.id()),
+        other => may_write(other, author.id()),
+    };
+    if !may {
         return Err(ChangeError::NotAuthorised {
             doc: envelope.doc.to_string(),
             author: author.did().to_owned(),
@@ -418,9 +441,19 @@ pub fn verify_batch_with(
     now_ms: i64,
     authors: &AuthorCache,
 ) -> Vec<Result<VerifiedChange, ChangeError>> {
+    verify_batch_signed(envelopes, now_ms, authors, &own_key_only)
+}
+
+/// [`verify_batch_with`] where `signers` says which other keys may sign a hub's document.
+pub fn verify_batch_signed(
+    envelopes: Vec<SignedChange>,
+    now_ms: i64,
+    authors: &AuthorCache,
+    signers: Signers<'_>,
+) -> Vec<Result<VerifiedChange, ChangeError>> {
     let prechecked: Vec<Result<Prechecked, ChangeError>> = envelopes
         .into_iter()
-        .map(|e| precheck_with(e, now_ms, authors))
+        .map(|e| precheck_signed(e, now_ms, authors, signers))
         .collect();
     // Which changes passed the precheck, in ed25519 batches of at most ED25519_BATCH.
     let ok: Vec<usize> = prechecked

@@ -252,11 +252,16 @@ impl CatalogueDoc {
     /// Write from now on as `owner key || suffix` (a restored node takes a fresh suffix).
     pub fn set_actor_suffix(&mut self, suffix: [u8; 16]) {
         // Only a hub's own document is written through this type.
-        let Some(owner) = self.id.hub() else {
-            return;
-        };
+        if let Some(owner) = self.id.hub().copied() {
+            self.set_actor(&owner, suffix);
+        }
+    }
+
+    /// Write from now on as `signer key || suffix`: the hub's own key, or the key the
+    /// federation handed its signing over to.
+    pub fn set_actor(&mut self, signer: &HubId, suffix: [u8; 16]) {
         let mut actor = Vec::with_capacity(48);
-        actor.extend_from_slice(owner.as_bytes());
+        actor.extend_from_slice(signer.as_bytes());
         actor.extend_from_slice(&suffix);
         self.doc.set_actor(ActorId::from(actor));
     }
