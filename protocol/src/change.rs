@@ -292,6 +292,20 @@ impl AuthorCache {
     }
 }
 
+/// Decode an Automerge change from untrusted bytes. Automerge 0.12 panics on some malformed
+/// changes instead of returning an error (found by fuzzing `fuzz/fuzz_targets/change_envelope.rs`:
+/// a truncated LEB128 number inside a column), so the decoder runs under `catch_unwind` and a
+/// panic becomes a refusal like any other undecodable change.
+pub fn decode_change(bytes: &[u8]) -> Result<Change, ChangeError> {
+    match std::panic::catch_unwind(|| Change::try_from(bytes)) {
+        Ok(Ok(change)) => Ok(change),
+        Ok(Err(e)) => Err(ChangeError::Decode(e.to_string())),
+        Err(_) => Err(ChangeError::Decode(
+            "malformed change (the Automerge decoder gave up on it)".into(),
+        )),
+    }
+}
+
 /// Sign an Automerge change made by `key` in `doc`.
 pub fn sign(key: &HubKey, doc: &DocId, change: &Change) -> SignedChange {
     let signature = key.sign(&signing_message(doc, &change.hash()));
@@ -360,8 +374,7 @@ pub fn precheck_signed(
             author: author.did().to_owned(),
         });
     }
-    let change = Change::try_from(envelope.change.as_slice())
-        .map_err(|e| ChangeError::Decode(e.to_string()))?;
+    let change = decode_change(&envelope.change)?;
     if !change
         .actor_id()
         .to_bytes()
@@ -564,6 +577,21 @@ mod tests {
             verify(env, NOW),
             Err(ChangeError::ActorNotAuthor(_))
         ));
+    }
+
+    #[test]
+    fn a_change_that_makes_automerge_panic_is_refused_as_undecodable() {
+        // The input the change-envelope fuzz target found (a truncated number in a column).
+        let bytes: [u8; 57] = [
+            133, 111, 74, 131, 1, 35, 255, 0, 3, 16, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 35, 2,
+            255, 0, 0, 0, 131, 74, 111, 255, 0, 133, 8, 0, 0, 0, 0, 0, 47, 1, 35, 255, 0, 3, 16, 0,
+            0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        assert!(matches!(decode_change(&bytes), Err(ChangeError::Decode(_))));
+        let key = HubKey::from_secret_bytes(&[1; 32]).expect("key");
+        let mut env = signed(&key, "a");
+        env.change = bytes.to_vec();
+        assert!(matches!(verify(env, NOW), Err(ChangeError::Decode(_))));
     }
 
     #[test]
