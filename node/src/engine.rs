@@ -33,7 +33,7 @@ use hubcat_protocol::bundle::{
 };
 use hubcat_protocol::change::{self, AuthorCache, ChangeError, VerifiedChange};
 use hubcat_protocol::layout::{self, LayoutError};
-use hubcat_protocol::membership::{self, Action, MembershipDoc, Vote};
+use hubcat_protocol::membership::{self, Action, MembershipDoc, Successor, Vote};
 use hubcat_protocol::record::format_timestamp;
 use hubcat_protocol::{
     CatalogueDoc, DocId, HubDid, HubId, HubKey, Record, RecordError, RecordId, RecordKind,
@@ -244,6 +244,16 @@ impl DocState {
             since_snapshot: 0,
             batch_epoch: 0,
         }
+    }
+
+    /// The highest sequence number of each actor of `key` in this document (hex actor ids
+    /// after `prefix`): where that key's changes end when it is handed over.
+    fn clock_of_key(&self, key: &HubId, prefix: &str) -> BTreeMap<String, u64> {
+        self.actors
+            .iter()
+            .filter(|(actor, _)| actor.starts_with(key.as_bytes()))
+            .map(|(actor, log)| (format!("{prefix}{}", hex::encode(actor)), log.max_seq))
+            .collect()
     }
 
     /// A new document in a node of federation `fed`: hidden if its owner is not a member.
@@ -540,7 +550,7 @@ impl State {
         let Some(fed) = self.federation.as_mut() else {
             return false;
         };
-        let changed = fed.reevaluate(&votes);
+        let (changed, keys_changed) = fed.reevaluate(&votes);
         let hubs: Vec<(DocId, bool)> = if all {
             self.docs
                 .keys()
@@ -559,7 +569,7 @@ impl State {
                 ds.set_hidden(hidden, records);
             }
         }
-        !changed.is_empty()
+        !changed.is_empty() || keys_changed
     }
 
     /// Apply every document's deferred changes.
@@ -575,7 +585,16 @@ impl State {
 /// The hub's catalogue: its own document and every other hub's, verified and durable.
 pub struct Catalogue {
     store: Arc<dyn Store>,
-    key: HubKey,
+    /// The hub this node is: its did names the hub's document.
+    hub: HubId,
+    /// The key that signs the hub's changes now: the hub's own, or the one its federation
+    /// handed its signing over to (see [`Catalogue::rotate_key`]).
+    key: Mutex<Arc<HubKey>>,
+    /// Which keys may sign which hub's document, for verification outside the state lock
+    /// (a copy of the federation's key book, replaced when it changes).
+    signers: Mutex<Arc<membership::KeyBook>>,
+    /// The node belongs to a federation (see [`members`]).
+    federated: bool,
     actor_suffix: [u8; 16],
     state: Mutex<State>,
     /// Author keys decoded once (verification runs outside the state lock).
@@ -614,6 +633,17 @@ impl Catalogue {
     /// only members' catalogues are accepted and served (see [`members`]).
     pub fn open_in(
         store: Arc<dyn Store>,
+        key: HubKey,
+        rules: Option<Rules>,
+    ) -> Result<Self, EngineError> {
+        Self::open_as(store, key.id(), key, rules)
+    }
+
+    /// [`Catalogue::open_in`] for hub `hub` signing with `key` — the hub's own key, or one
+    /// its federation handed its signing over to.
+    pub fn open_as(
+        store: Arc<dyn Store>,
+        hub: HubId,
         key: HubKey,
         rules: Option<Rules>,
     ) -> Result<Self, EngineError> {
@@ -697,9 +727,9 @@ impl Catalogue {
             ds.dirty = rebuilt;
             docs.insert(doc_id, ds);
         }
-        let own = DocId::Hub(key.id());
+        let own = DocId::Hub(hub);
         if let Some(ds) = docs.get_mut(&own) {
-            ds.doc.set_actor_suffix(actor_suffix);
+            ds.doc.set_actor(&key.id(), actor_suffix);
         }
         let mut state = State {
             docs,
@@ -723,9 +753,19 @@ impl Catalogue {
                 }
             }
         }
+        let signers = Mutex::new(Arc::new(
+            state
+                .federation
+                .as_ref()
+                .map(|f| f.keys.clone())
+                .unwrap_or_default(),
+        ));
         Ok(Catalogue {
+            federated: state.federation.is_some(),
             store,
-            key,
+            hub,
+            key: Mutex::new(Arc::new(key)),
+            signers,
             actor_suffix,
             state: Mutex::new(state),
             authors: AuthorCache::new(),
@@ -739,7 +779,39 @@ impl Catalogue {
     }
 
     pub fn hub_id(&self) -> HubId {
-        self.key.id()
+        self.hub
+    }
+
+    /// The key signing this hub's changes now.
+    fn key(&self) -> Arc<HubKey> {
+        self.key.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// This hub's document, empty, writing with the current key.
+    fn own_doc(&self) -> CatalogueDoc {
+        let mut doc = CatalogueDoc::new(self.hub, self.actor_suffix);
+        doc.set_actor(&self.key().id(), self.actor_suffix);
+        doc
+    }
+
+    /// Verify envelopes, in batches, taking the keys the federation handed hubs over to.
+    fn verify(
+        &self,
+        envelopes: Vec<SignedChange>,
+        now_ms: i64,
+    ) -> Vec<Result<VerifiedChange, ChangeError>> {
+        let book = self
+            .signers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        // In a federation any key's signed change to a hub's document is judged once
+        // verified — a key the membership document hands the hub over to may arrive after the
+        // change it signed (see `members::gate`); without one, only the hub's own key signs.
+        let federated = self.federated;
+        change::verify_batch_signed(envelopes, now_ms, &self.authors, &|hub, author| {
+            federated || book.may_sign(hub, author)
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -754,7 +826,7 @@ impl Catalogue {
         envelopes: Vec<SignedChange>,
         now_ms: i64,
     ) -> Result<IngestReport, EngineError> {
-        let results = change::verify_batch_with(envelopes, now_ms, &self.authors);
+        let results = self.verify(envelopes, now_ms);
         let mut report = IngestReport::default();
         let mut verified = Vec::with_capacity(results.len());
         for (index, r) in results.into_iter().enumerate() {
@@ -903,8 +975,8 @@ impl Catalogue {
             } = v;
             let doc_id = envelope.doc;
             let ds = docs.entry(doc_id.clone()).or_insert_with(|| {
-                let doc = if doc_id == DocId::Hub(self.key.id()) {
-                    CatalogueDoc::new(self.key.id(), self.actor_suffix)
+                let doc = if doc_id == DocId::Hub(self.hub) {
+                    self.own_doc()
                 } else {
                     CatalogueDoc::remote(doc_id.clone())
                 };
@@ -972,6 +1044,10 @@ impl Catalogue {
         self.snapshot_due(state, &touched)?;
         let membership_doc = state.federation.as_ref().map(|f| &f.doc);
         if membership_doc.is_some_and(|d| touched.contains(d)) && state.apply_membership(false) {
+            if let Some(fed) = &state.federation {
+                *self.signers.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Arc::new(fed.keys.clone());
+            }
             self.release_held(state)?;
         }
         if state.records.has_changes() {
@@ -997,19 +1073,20 @@ impl Catalogue {
         {
             return verified;
         }
-        let own = self.key.id();
+        let own = self.hub;
         let mut pass = Vec::with_capacity(verified.len());
         for (index, v) in verified {
+            // A change already held in the store is a duplicate, whoever signed it.
+            if state.known.contains(&v.hash) {
+                pass.push((index, v));
+                continue;
+            }
             match members::gate(state.federation.as_ref(), &own, &v) {
                 Gate::Pass => pass.push((index, v)),
                 Gate::Refuse { reason, detail } => {
                     outcome.refused.push(self.refusal(index, reason, detail))
                 }
                 Gate::Hold { hub, detail } => {
-                    if state.known.contains(&v.hash) {
-                        outcome.duplicates += 1;
-                        continue;
-                    }
                     tracing::debug!(detail = %detail, "holding a change");
                     outcome.held.push(Refusal {
                         index,
@@ -1030,8 +1107,9 @@ impl Catalogue {
         let Some(fed) = state.federation.as_mut() else {
             return Ok(());
         };
-        let membership = &fed.membership;
-        let released = fed.quarantine.release(|hub| membership.is_member(hub));
+        // Every held change is judged again: its author may be a member now, or its key in
+        // effect; those still waiting go back.
+        let released = fed.quarantine.release(|_| true);
         if released.is_empty() {
             return Ok(());
         }
@@ -1129,7 +1207,7 @@ impl Catalogue {
     where
         F: FnOnce(&mut CatalogueDoc) -> Result<(Change, Slot), LayoutError>,
     {
-        let own = DocId::Hub(self.key.id());
+        let own = DocId::Hub(self.hub);
         let mut state = self.lock();
         let State {
             docs,
@@ -1137,12 +1215,9 @@ impl Catalogue {
             federation,
             ..
         } = &mut *state;
-        let ds = docs.entry(own.clone()).or_insert_with(|| {
-            DocState::new_in(
-                CatalogueDoc::new(self.key.id(), self.actor_suffix),
-                federation.as_ref(),
-            )
-        });
+        let ds = docs
+            .entry(own.clone())
+            .or_insert_with(|| DocState::new_in(self.own_doc(), federation.as_ref()));
         // The change is made on the Automerge document itself: bring it up to date first.
         ds.settle(records, BTreeSet::new(), true);
         let before = ds.doc.heads();
@@ -1165,9 +1240,13 @@ impl Catalogue {
                 return Err(e.into());
             }
         };
-        let envelope = change::sign(&self.key, &own, &change);
+        let envelope = change::sign(&self.key(), &own, &change);
         let announced = envelope.clone();
-        let verified = match change::verify(envelope, hubcat_protocol::now_ms()) {
+        let verified = match self
+            .verify(vec![envelope], hubcat_protocol::now_ms())
+            .pop()
+            .unwrap_or_else(|| Err(ChangeError::Decode("no change".into())))
+        {
             Ok(v) => v,
             Err(e) => {
                 rollback(ds, self.actor_suffix)?;
@@ -1198,10 +1277,10 @@ impl Catalogue {
     pub fn publish(&self, record: &Record) -> Result<RecordView, EngineError> {
         record.validate()?;
         if let Some(p) = &record.meta().publisher {
-            if *p != self.key.id().to_did() {
+            if *p != self.hub.to_did() {
                 return Err(EngineError::Invalid(RecordError::field(
                     "publisher",
-                    format!("this node publishes as {}, not {p}", self.key.id().to_did()),
+                    format!("this node publishes as {}, not {p}", self.hub.to_did()),
                 )));
             }
         }
@@ -1221,7 +1300,7 @@ impl Catalogue {
     /// Withdraw one of this hub's records (a signed delete; the history stays verifiable).
     pub fn withdraw(&self, id: &str) -> Result<String, EngineError> {
         let rid = self.resolve(id)?;
-        if rid.publisher != self.key.id() {
+        if rid.publisher != self.hub {
             return Err(EngineError::Forbidden(format!(
                 "record {rid} belongs to {}; only its publisher may withdraw it",
                 rid.publisher
@@ -1243,14 +1322,165 @@ impl Catalogue {
         target: &HubId,
         reason: &str,
     ) -> Result<Vec<Vote>, EngineError> {
-        if reason.chars().count() > membership::MAX_REASON {
+        check_reason(reason)?;
+        let now = hubcat_protocol::now_ms();
+        let signer = self.key().id();
+        let mut state = self.lock();
+        let (fed, votes) = self.federation_votes(&mut state)?;
+        let planned = members::plan(
+            &fed.membership,
+            &fed.by_hub(&votes),
+            &self.hub,
+            action,
+            target,
+        )?;
+        let cast: Vec<Vote> = planned
+            .into_iter()
+            .map(|(action, case)| Vote::new(action, *target, case, signer, reason, now))
+            .collect();
+        self.cast(state, cast.clone(), now)?;
+        Ok(cast)
+    }
+
+    /// Hand this hub's signing over to `next`: a rotation in the federation's membership
+    /// document, signed by the current key, naming `next` and where the current key's changes
+    /// end (the highest sequence number of each of its actors in the hub's document). From
+    /// then on this node signs with `next`, and every node refuses new changes signed with the
+    /// old key; the hub's records stay valid.
+    pub fn rotate_key(&self, next: HubKey, reason: &str) -> Result<Vote, EngineError> {
+        check_reason(reason)?;
+        let now = hubcat_protocol::now_ms();
+        let current = self.key();
+        if next.id() == current.id() || next.id() == self.hub {
             return Err(EngineError::Invalid(RecordError::field(
-                "reason",
-                format!("longer than {} characters", membership::MAX_REASON),
+                "key",
+                "the new key must differ from the hub's current and original keys",
             )));
         }
-        let now = hubcat_protocol::now_ms();
         let mut state = self.lock();
+        let (fed, _) = self.federation_votes(&mut state)?;
+        if !fed.membership.is_member(&self.hub) {
+            return Err(EngineError::Forbidden(format!(
+                "{} is not a member of the federation: only members hand their key over through it",
+                self.hub.to_did()
+            )));
+        }
+        let step = fed.keys.keys(&self.hub).map_or(0, |k| k.step) + 1;
+        let own = DocId::Hub(self.hub);
+        state.settle_doc(&own);
+        let clock = key_clock(&state, &own, &current.id());
+        let vote = Vote::handover(
+            Action::Rotate,
+            self.hub,
+            step,
+            current.id(),
+            Successor {
+                key: next.id(),
+                clock,
+            },
+            reason,
+            now,
+        );
+        let next_id = next.id();
+        // The rotation is signed by the current key; once it is in, the node signs with the
+        // new one (the document's actor changes with it).
+        let mut state = self.cast_locked(state, vec![vote.clone()], now)?;
+        let in_effect = state
+            .federation
+            .as_ref()
+            .is_some_and(|f| f.keys.current(&self.hub) == next_id);
+        if !in_effect {
+            return Err(EngineError::Conflict(format!(
+                "the rotation to {} is recorded but not in effect: another rotation at key step {step} names a different key, so only a recovery by the quorum of members settles it",
+                next_id.to_did()
+            )));
+        }
+        *self.key.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        let State { docs, records, .. } = &mut *state;
+        if let Some(ds) = docs.get_mut(&own) {
+            ds.settle(records, BTreeSet::new(), true);
+            ds.doc.set_actor(&next_id, self.actor_suffix);
+        }
+        Ok(vote)
+    }
+
+    /// Vote, as a member, to give `target` — a hub that lost its key, or whose key leaked —
+    /// the key `next`. Once the quorum of members has voted for the same key, it signs the
+    /// hub's changes, and changes signed with the old key past what every recovering member
+    /// had seen are refused.
+    pub fn recover_key(
+        &self,
+        target: &HubId,
+        next: &HubId,
+        reason: &str,
+    ) -> Result<Vote, EngineError> {
+        check_reason(reason)?;
+        let now = hubcat_protocol::now_ms();
+        let signer = self.key().id();
+        let mut state = self.lock();
+        let (fed, votes) = self.federation_votes(&mut state)?;
+        if !fed.membership.is_member(&self.hub) {
+            return Err(EngineError::Forbidden(format!(
+                "this hub ({}) is not a member of the federation: only members vote",
+                self.hub.to_did()
+            )));
+        }
+        if *target == self.hub {
+            return Err(EngineError::Invalid(RecordError::field(
+                "target",
+                "a hub cannot recover its own key: other members vote for it",
+            )));
+        }
+        if !fed.membership.standing.contains_key(target) {
+            return Err(EngineError::Conflict(format!(
+                "{} is not in the federation",
+                target.to_did()
+            )));
+        }
+        let keys = fed.keys.keys(target);
+        let current = keys.map_or(*target, |k| k.current);
+        let used =
+            *next == *target || keys.is_some_and(|k| k.retired.iter().any(|(r, _)| r == next));
+        if *next == current || used {
+            return Err(EngineError::Invalid(RecordError::field(
+                "key",
+                "the new key must be one the hub never used",
+            )));
+        }
+        let step = keys.map_or(0, |k| k.step) + 1;
+        let voted = fed.by_hub(&votes).iter().any(|v| {
+            v.action == Action::Recover
+                && v.target == *target
+                && v.case == step
+                && v.voter == self.hub
+        });
+        if voted {
+            return Err(EngineError::Conflict(format!(
+                "this hub has already voted to recover {}'s key at step {step}; it waits for more votes",
+                target.to_did()
+            )));
+        }
+        let doc = DocId::Hub(*target);
+        state.settle_doc(&doc);
+        let clock = key_clock(&state, &doc, &current);
+        let vote = Vote::handover(
+            Action::Recover,
+            *target,
+            step,
+            signer,
+            Successor { key: *next, clock },
+            reason,
+            now,
+        );
+        self.cast(state, vec![vote.clone()], now)?;
+        Ok(vote)
+    }
+
+    /// The federation (with the membership document settled) and the document's votes.
+    fn federation_votes<'s>(
+        &self,
+        state: &'s mut State,
+    ) -> Result<(&'s Federation, Vec<Vote>), EngineError> {
         let Some(doc) = state.federation.as_ref().map(|f| f.doc.clone()) else {
             return Err(EngineError::Invalid(RecordError::field(
                 "federation",
@@ -1258,43 +1488,66 @@ impl Catalogue {
             )));
         };
         state.settle_doc(&doc);
+        let votes = state
+            .docs
+            .get(&doc)
+            .map(|ds| membership::votes_in(ds.doc.automerge()))
+            .unwrap_or_default();
+        let fed = state
+            .federation
+            .as_ref()
+            .ok_or_else(|| EngineError::Internal("the federation went away".into()))?;
+        Ok((fed, votes))
+    }
+
+    /// Put `votes` into the membership document, signed by the current key, then announce them.
+    fn cast(
+        &self,
+        state: MutexGuard<'_, State>,
+        votes: Vec<Vote>,
+        now: i64,
+    ) -> Result<(), EngineError> {
+        drop(self.cast_locked(state, votes, now)?);
+        Ok(())
+    }
+
+    /// [`Catalogue::cast`], keeping the state locked for the caller; announces on unlock.
+    fn cast_locked<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+        votes: Vec<Vote>,
+        now: i64,
+    ) -> Result<MutexGuard<'a, State>, EngineError> {
+        let Some(doc) = state.federation.as_ref().map(|f| f.doc.clone()) else {
+            return Err(EngineError::Internal("no federation".into()));
+        };
         let base = state
             .docs
             .get(&doc)
             .map(|ds| ds.doc.automerge().clone())
             .unwrap_or_default();
-        let votes = membership::votes_in(&base);
-        let planned = match state.federation.as_ref() {
-            Some(fed) => members::plan(&fed.membership, &votes, &self.key.id(), action, target)?,
-            None => Vec::new(),
-        };
+        let key = self.key();
         let mut md = MembershipDoc::from_automerge(base);
-        let mut cast = Vec::with_capacity(planned.len());
-        let mut envelopes = Vec::with_capacity(planned.len());
-        for (action, case) in planned {
-            let vote = Vote::new(action, *target, case, self.key.id(), reason, now);
-            let change = md.cast(&vote, self.actor_suffix, now)?;
-            envelopes.push(change::sign(&self.key, &doc, &change));
-            cast.push(vote);
+        let mut envelopes = Vec::with_capacity(votes.len());
+        for vote in &votes {
+            let change = md.cast(vote, self.actor_suffix, now)?;
+            envelopes.push(change::sign(&key, &doc, &change));
         }
         let announced = envelopes.clone();
         let mut verified = Vec::with_capacity(envelopes.len());
-        for (index, r) in change::verify_batch_with(envelopes, now, &self.authors)
-            .into_iter()
-            .enumerate()
-        {
+        for (index, r) in self.verify(envelopes, now).into_iter().enumerate() {
             verified.push((index, r?));
         }
         let outcome = self.commit(&mut state, verified)?;
         if let Some(r) = outcome.refused.into_iter().chain(outcome.held).next() {
             return Err(EngineError::Internal(r.detail));
         }
-        drop(state);
         for envelope in announced {
-            // Nobody listening (no network) is fine.
+            // Nobody listening (no network) is fine. Sent before the state is unlocked: a
+            // peer that asks for it at once finds it.
             let _ = self.local_tx.send(envelope);
         }
-        Ok(cast)
+        Ok(state)
     }
 
     /// The federation's members, candidates and suspended hubs with their votes; `None` when
@@ -1308,7 +1561,8 @@ impl Catalogue {
             .get(&doc)
             .map(|ds| membership::votes_in(ds.doc.automerge()))
             .unwrap_or_default();
-        Some(members::report(state.federation.as_ref()?, &votes))
+        let fed = state.federation.as_ref()?;
+        Some(members::report(fed, &fed.by_hub(&votes)))
     }
 
     /// Whether `hub`'s catalogue is accepted and served here: it is a member of the node's
@@ -1323,12 +1577,12 @@ impl Catalogue {
     /// One of this hub's records — read from its document when the hub is not a member of
     /// the federation (yet), so its records are stored but not served.
     fn get_own(&self, slot: &Slot) -> Result<RecordView, EngineError> {
-        let id = RecordId::new(self.key.id(), slot.clone());
+        let id = RecordId::new(self.hub, slot.clone());
         let mut state = self.lock();
         if let Some(v) = state.records.get(&RecordKey::of(&id)) {
             return Ok(RecordView::clone(v));
         }
-        let own = DocId::Hub(self.key.id());
+        let own = DocId::Hub(self.hub);
         state.settle_doc(&own);
         state
             .docs
@@ -1347,7 +1601,7 @@ impl Catalogue {
         }
         let slot = Slot::parse(id)
             .map_err(|e| EngineError::Invalid(RecordError::field("id", e.to_string())))?;
-        let own = RecordId::new(self.key.id(), slot.clone());
+        let own = RecordId::new(self.hub, slot.clone());
         let state = self.lock();
         if state.records.contains_key(&RecordKey::of(&own)) {
             return Ok(own);
@@ -1428,7 +1682,7 @@ impl Catalogue {
             changes += ds.sigs.len();
         }
         CatalogueStatus {
-            did: self.key.id().to_did(),
+            did: self.hub.to_did(),
             records,
             documents: state.docs.len(),
             changes,
@@ -1629,6 +1883,35 @@ fn author_of(change: &Change) -> [u8; 32] {
         author.copy_from_slice(&actor[..32]);
     }
     author
+}
+
+/// Where `key`'s changes end, in hub document `doc` and in the membership document (see
+/// [`Successor::clock`]).
+fn key_clock(state: &State, doc: &DocId, key: &HubId) -> BTreeMap<String, u64> {
+    let mut clock = state
+        .docs
+        .get(doc)
+        .map(|ds| ds.clock_of_key(key, ""))
+        .unwrap_or_default();
+    if let Some(ds) = state
+        .federation
+        .as_ref()
+        .and_then(|f| state.docs.get(&f.doc))
+    {
+        clock.extend(ds.clock_of_key(key, membership::VOTES_CLOCK));
+    }
+    clock
+}
+
+/// A vote's reason, checked before anything is signed.
+fn check_reason(reason: &str) -> Result<(), EngineError> {
+    if reason.chars().count() > membership::MAX_REASON {
+        return Err(EngineError::Invalid(RecordError::field(
+            "reason",
+            format!("longer than {} characters", membership::MAX_REASON),
+        )));
+    }
+    Ok(())
 }
 
 fn fresh_actor_suffix() -> Result<[u8; 16], EngineError> {

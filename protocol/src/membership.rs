@@ -89,7 +89,8 @@ impl Action {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Successor {
     pub key: HubId,
-    /// Actor id (hex) → highest valid sequence number of the retiring key's changes.
+    /// Actor id (hex) → highest valid sequence number of the retiring key's changes in the
+    /// hub's document; `m/<actor hex>` → the same in the membership document (its votes).
     pub clock: BTreeMap<String, u64>,
 }
 
@@ -121,6 +122,9 @@ struct Note {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     clock: Option<BTreeMap<String, u64>>,
 }
+
+/// The prefix of a clock entry for an actor's changes to the membership document.
+pub const VOTES_CLOCK: &str = "m/";
 
 /// Most actors a rotation's clock may name.
 const MAX_CLOCK: usize = 256;
@@ -217,9 +221,10 @@ impl Vote {
                     );
                 }
                 if clock.len() > MAX_CLOCK
-                    || clock
-                        .keys()
-                        .any(|a| a.len() > 128 || hex::decode(a).is_err())
+                    || clock.keys().any(|a| {
+                        let actor = a.strip_prefix(VOTES_CLOCK).unwrap_or(a);
+                        actor.len() > 128 || hex::decode(actor).is_err()
+                    })
                 {
                     return Err(format!(
                         "clock: at most {MAX_CLOCK} actors, each a hex actor id"
@@ -461,6 +466,19 @@ impl KeyBook {
 
     /// What `author` is to `hub`'s document, for a change by `actor` numbered `seq`.
     pub fn judge(&self, hub: &HubId, author: &HubId, actor: &[u8], seq: u64) -> Signer {
+        self.judge_in(hub, author, actor, seq, false)
+    }
+
+    /// [`KeyBook::judge`] for a change to the hub's document, or (`votes`) for one of the
+    /// hub's changes to the membership document.
+    pub fn judge_in(
+        &self,
+        hub: &HubId,
+        author: &HubId,
+        actor: &[u8],
+        seq: u64,
+        votes: bool,
+    ) -> Signer {
         let Some(keys) = self.hubs.get(hub) else {
             return if hub == author {
                 Signer::Current
@@ -473,9 +491,12 @@ impl KeyBook {
         }
         if let Some(i) = keys.retired.iter().position(|(k, _)| k == author) {
             let clock = &keys.retired[i].1;
-            let within = clock
-                .get(&hex::encode(actor))
-                .is_some_and(|max| seq <= *max);
+            let entry = if votes {
+                format!("{VOTES_CLOCK}{}", hex::encode(actor))
+            } else {
+                hex::encode(actor)
+            };
+            let within = clock.get(&entry).is_some_and(|max| seq <= *max);
             return Signer::Retired {
                 step: i as u32 + 1,
                 within,

@@ -214,13 +214,13 @@ fn changes(
                     env
                 }
                 "wrong_author" => {
-                    let mut doc = CatalogueDoc::new(hostile.id(), suffix(i));
+                    // A change written as the victim (its actor), signed and sent under the
+                    // hostile key.
+                    let mut doc = CatalogueDoc::new(victim.id(), suffix(i));
                     let c = doc
                         .upsert(&service(&slug), now)
                         .unwrap_or_else(|e| panic!("{e}"));
-                    let mut env = change::sign(hostile, doc.id(), &c);
-                    env.doc = DocId::Hub(victim.id());
-                    env
+                    change::sign(hostile, doc.id(), &c)
                 }
                 "altered_change" => {
                     let mut doc = CatalogueDoc::new(hostile.id(), suffix(i));

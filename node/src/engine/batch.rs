@@ -25,8 +25,8 @@ impl Catalogue {
         records: &[Record],
         dry_run: bool,
     ) -> Result<Vec<BatchRow>, EngineError> {
-        let own_did = self.key.id().to_did();
-        let own = DocId::Hub(self.key.id());
+        let own_did = self.hub.to_did();
+        let own = DocId::Hub(self.hub);
         let now = hubcat_protocol::now_ms();
         let mut rows: Vec<Option<BatchRow>> = Vec::with_capacity(records.len());
         let mut made: Vec<(usize, Change)> = Vec::new();
@@ -38,12 +38,9 @@ impl Catalogue {
                 federation,
                 ..
             } = &mut *state;
-            let ds = docs.entry(own.clone()).or_insert_with(|| {
-                DocState::new_in(
-                    CatalogueDoc::new(self.key.id(), self.actor_suffix),
-                    federation.as_ref(),
-                )
-            });
+            let ds = docs
+                .entry(own.clone())
+                .or_insert_with(|| DocState::new_in(self.own_doc(), federation.as_ref()));
             // Changes are made on the Automerge document itself: bring it up to date first.
             ds.settle(views, BTreeSet::new(), true);
             let before = ds.doc.heads();
@@ -87,7 +84,7 @@ impl Catalogue {
         }
         let id_of = |slot: &Option<Slot>| -> Result<String, EngineError> {
             slot.as_ref()
-                .map(|s| RecordId::new(self.key.id(), s.clone()).to_string())
+                .map(|s| RecordId::new(self.hub, s.clone()).to_string())
                 .ok_or_else(|| EngineError::Internal("upsert wrote no slot".into()))
         };
         if dry_run || made.is_empty() {
@@ -99,7 +96,7 @@ impl Catalogue {
         }
         let envelopes: Vec<SignedChange> = made
             .iter()
-            .map(|(_, c)| change::sign(&self.key, &own, c))
+            .map(|(_, c)| change::sign(&self.key(), &own, c))
             .collect();
         let announced = envelopes.clone();
         let mut verified = Vec::with_capacity(envelopes.len());
@@ -146,7 +143,7 @@ impl Catalogue {
     /// Put this hub's document back at `heads` (a fork keeps history up to there; the actor
     /// stays ours).
     fn roll_back_own(&self, state: &mut State, heads: &[ChangeHash]) -> Result<(), EngineError> {
-        let own = DocId::Hub(self.key.id());
+        let own = DocId::Hub(self.hub);
         if let Some(ds) = state.docs.get_mut(&own) {
             let mut doc = CatalogueDoc::from_automerge(
                 ds.doc.id().clone(),

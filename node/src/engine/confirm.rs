@@ -9,7 +9,7 @@ impl Catalogue {
     /// Confirm one of this hub's records (one signed change); returns the record as now held.
     pub fn confirm(&self, id: &str) -> Result<RecordView, EngineError> {
         let rid = self.resolve(id)?;
-        if rid.publisher != self.key.id() {
+        if rid.publisher != self.hub {
             return Err(EngineError::Forbidden(format!(
                 "record {rid} belongs to {}; only its publisher may confirm it",
                 rid.publisher
@@ -28,7 +28,7 @@ impl Catalogue {
     /// per record, as for any upsert); returns their ids. Stops at the first failure, keeping
     /// the confirmations made before it.
     pub fn confirm_all(&self) -> Result<Vec<String>, EngineError> {
-        let own = self.key.id();
+        let own = self.hub;
         let slots: Vec<Slot> = {
             let state = self.lock();
             let mut slots: Vec<Slot> = state

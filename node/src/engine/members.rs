@@ -21,7 +21,7 @@ use std::collections::{BTreeSet, HashSet, VecDeque};
 use automerge::ChangeHash;
 use hubcat_protocol::change::VerifiedChange;
 use hubcat_protocol::genesis::Genesis;
-use hubcat_protocol::membership::{self, Action, Membership, Standing, Vote};
+use hubcat_protocol::membership::{self, Action, KeyBook, Membership, Signer, Standing, Vote};
 use hubcat_protocol::{DocId, HubId};
 use serde::Serialize;
 
@@ -63,6 +63,8 @@ pub(super) struct Federation {
     pub rules: Rules,
     pub doc: DocId,
     pub membership: Membership,
+    /// The keys hubs handed their signing over to.
+    pub keys: KeyBook,
     pub quarantine: Quarantine,
 }
 
@@ -70,23 +72,38 @@ impl Federation {
     pub fn new(rules: Rules) -> Self {
         Federation {
             membership: membership::evaluate(&rules.founders, rules.quorum, &[]),
+            keys: KeyBook::default(),
             doc: rules.doc(),
             rules,
             quarantine: Quarantine::default(),
         }
     }
 
-    /// Re-read the membership from the document's votes; the hubs whose standing changed.
-    pub fn reevaluate(&mut self, votes: &[Vote]) -> Vec<HubId> {
-        let next = membership::evaluate(&self.rules.founders, self.rules.quorum, votes);
+    /// Re-read the membership and the keys from the document's votes; the hubs whose
+    /// standing changed, and whether any hub's keys did.
+    pub fn reevaluate(&mut self, votes: &[Vote]) -> (Vec<HubId>, bool) {
+        let (next, keys) = membership::evaluate_all(&self.rules.founders, self.rules.quorum, votes);
         let changed = next
             .standing
             .iter()
             .filter(|(hub, _)| self.membership.is_member(hub) != next.is_member(hub))
             .map(|(hub, _)| *hub)
             .collect();
+        let keys_changed = keys != self.keys;
         self.membership = next;
-        changed
+        self.keys = keys;
+        (changed, keys_changed)
+    }
+
+    /// The votes with each voter's key replaced by its hub.
+    pub fn by_hub(&self, votes: &[Vote]) -> Vec<Vote> {
+        votes
+            .iter()
+            .map(|v| Vote {
+                voter: self.keys.hub_of(&v.voter),
+                ..v.clone()
+            })
+            .collect()
     }
 }
 
@@ -109,7 +126,15 @@ pub(super) fn gate(fed: Option<&Federation>, own: &HubId, v: &VerifiedChange) ->
     let doc = &v.envelope.doc;
     let Some(fed) = fed else {
         return match doc {
-            DocId::Hub(_) => Gate::Pass,
+            DocId::Hub(owner) if *owner == v.author => Gate::Pass,
+            DocId::Hub(owner) => Gate::Refuse {
+                reason: "not_authorised",
+                detail: format!(
+                    "{} may not write document hub/{}: this node belongs to no federation that handed the hub's key over",
+                    v.author.to_did(),
+                    owner.to_did()
+                ),
+            },
             DocId::Membership(id) => Gate::Refuse {
                 reason: "no_federation",
                 detail: format!(
@@ -119,7 +144,6 @@ pub(super) fn gate(fed: Option<&Federation>, own: &HubId, v: &VerifiedChange) ->
         };
     };
     let hub = match doc {
-        DocId::Hub(owner) if owner == own => return Gate::Pass,
         DocId::Hub(owner) => *owner,
         DocId::Membership(id) if *id != fed.rules.federation => {
             return Gate::Refuse {
@@ -130,9 +154,54 @@ pub(super) fn gate(fed: Option<&Federation>, own: &HubId, v: &VerifiedChange) ->
                 ),
             }
         }
-        DocId::Membership(_) => v.author,
+        DocId::Membership(_) => fed.keys.hub_of(&v.author),
     };
-    if fed.membership.is_member(&hub) {
+    // Is the author the hub's key, one it handed over (for changes within its clock), or
+    // one named to take over?
+    let actor = v.change.actor_id().to_bytes();
+    let membership_doc = matches!(doc, DocId::Membership(_));
+    match fed
+        .keys
+        .judge_in(&hub, &v.author, actor, v.change.seq(), membership_doc)
+    {
+        Signer::Current | Signer::Retired { within: true, .. } => {}
+        Signer::Retired { step, .. } => {
+            return Gate::Refuse {
+                reason: "retired_key",
+                detail: format!(
+                    "change {} to {doc} is signed by {}, a key of {} retired at key step {step}",
+                    v.hash,
+                    v.author.to_did(),
+                    hub.to_did()
+                ),
+            }
+        }
+        Signer::Proposed => {
+            return Gate::Hold {
+                hub,
+                detail: format!(
+                    "change {} to {doc} is signed by {}, named to take over {}'s key but not in effect: held until it is",
+                    v.hash,
+                    v.author.to_did(),
+                    hub.to_did()
+                ),
+            }
+        }
+        // Possibly a key the membership document will hand the hub over to, whose change
+        // arrived first: held, like a change of a hub not admitted yet.
+        Signer::Unknown => {
+            return Gate::Hold {
+                hub,
+                detail: format!(
+                    "change {} to {doc} is signed by {}, not (yet) a key of {}: held until the federation hands the hub over to it",
+                    v.hash,
+                    v.author.to_did(),
+                    hub.to_did()
+                ),
+            }
+        }
+    }
+    if fed.membership.is_member(&hub) || (hub == *own && !membership_doc) {
         return Gate::Pass;
     }
     let standing = match fed.membership.standing.get(&hub) {
@@ -328,6 +397,11 @@ fn plan_or_why(
             }
             Ok(cases.into_iter().map(|c| (Action::Reinstate, c)).collect())
         }
+        // Handovers name a key: see `Catalogue::rotate_key` and `Catalogue::recover_key`.
+        Action::Rotate | Action::Recover => Err((
+            Why::Target,
+            format!("{} names a new key: use the key commands", action.as_str()),
+        )),
     }
 }
 
@@ -678,5 +752,127 @@ mod tests {
             .expect("own publish is stored");
         assert_eq!(record.publisher, id(4).to_did());
         assert!(served(&d, 4).is_empty());
+    }
+
+    #[test]
+    fn a_rotated_key_signs_for_the_hub_and_new_changes_by_the_old_key_are_refused() {
+        let (c, dc) = node(3);
+        let (a, _da) = node(1);
+        c.publish(&service("lab", "Lab")).expect("publish");
+        let vote = c.rotate_key(key(7), "yearly rotation").expect("rotate");
+        assert_eq!(vote.action, Action::Rotate);
+        c.publish(&service("training", "Training"))
+            .expect("publish with the new key");
+        sync(&c, &a);
+        assert_eq!(served(&a, 3), ["lab", "training"], "records stay valid");
+        let report = a.members().expect("federation");
+        assert!(report.members.iter().any(|h| h.did == id(3).to_did()));
+
+        // The old key signs a new change: refused everywhere from now on.
+        let mut stolen = CatalogueDoc::new(id(3), [9; 16]);
+        let late = publication(&mut stolen, 3, "spam");
+        let r = a
+            .ingest(vec![late.clone()], hubcat_protocol::now_ms())
+            .expect("ingest");
+        assert_eq!(r.refused.len(), 1);
+        assert_eq!(r.refused[0].reason, "retired_key");
+        let r = c
+            .ingest(vec![late], hubcat_protocol::now_ms())
+            .expect("ingest");
+        assert_eq!(
+            r.refused[0].reason, "retired_key",
+            "on the hub's own node too"
+        );
+        // A key no handover names is held, never applied.
+        let mut other = CatalogueDoc::new(id(3), [8; 16]);
+        other.set_actor(&id(9), [8; 16]);
+        let change = other
+            .upsert(&service("x", "X"), hubcat_protocol::now_ms())
+            .expect("change");
+        let env = change::sign(&key(9), other.id(), &change);
+        let r = a
+            .ingest(vec![env], hubcat_protocol::now_ms())
+            .expect("ingest");
+        assert_eq!(
+            (r.accepted, r.held.len()),
+            (0, 1),
+            "held: no handover names it"
+        );
+
+        // The hub's votes count under its new key.
+        c.vote(Action::Endorse, &id(4), "").expect("vote");
+        sync(&c, &a);
+        a.vote(Action::Endorse, &id(4), "").expect("vote");
+        let report = a.members().expect("federation");
+        let four = report
+            .members
+            .iter()
+            .find(|h| h.did == id(4).to_did())
+            .expect("4 admitted by 1 and (7 for) 3");
+        assert!(four.votes.iter().any(|v| v.voter == id(3).to_did()));
+
+        // Reopened with the new key, the node goes on signing with it.
+        drop(c);
+        let store = Arc::new(SledStore::open(dc.path()).expect("store"));
+        let c = Catalogue::open_as(store, id(3), key(7), Some(rules())).expect("reopen");
+        c.publish(&service("imaging", "Imaging")).expect("publish");
+        sync(&c, &a);
+        assert_eq!(served(&a, 3), ["imaging", "lab", "training"]);
+    }
+
+    #[test]
+    fn a_leaked_key_is_replaced_by_a_quorum_of_members_and_the_thief_is_refused() {
+        let (a, _da) = node(1);
+        let (b, _db) = node(2);
+        let mut owner = CatalogueDoc::new(id(3), [3; 16]);
+        let genuine = publication(&mut owner, 3, "lab");
+        for n in [&a, &b] {
+            n.ingest(vec![genuine.clone()], hubcat_protocol::now_ms())
+                .expect("ingest");
+        }
+        // The hub's new key (its old one leaked) publishes: held until the recovery is in effect.
+        let mut renewed = CatalogueDoc::new(id(3), [4; 16]);
+        renewed.set_actor(&id(8), [4; 16]);
+        let change = renewed
+            .upsert(&service("training", "Training"), hubcat_protocol::now_ms())
+            .expect("change");
+        let fresh = change::sign(&key(8), renewed.id(), &change);
+
+        a.recover_key(&id(3), &id(8), "key leaked").expect("vote");
+        let r = a
+            .ingest(vec![fresh.clone()], hubcat_protocol::now_ms())
+            .expect("ingest");
+        assert_eq!(
+            (r.accepted, r.held.len()),
+            (0, 1),
+            "one member cannot recover a key"
+        );
+        assert!(matches!(
+            a.recover_key(&id(3), &id(8), ""),
+            Err(EngineError::Conflict(_))
+        ));
+        sync(&a, &b);
+        b.recover_key(&id(3), &id(8), "key leaked").expect("vote");
+        sync(&b, &a);
+        assert_eq!(served(&a, 3), ["lab", "training"], "the held change is in");
+
+        // The thief, holding the old key, signs on: refused.
+        let theft = publication(&mut owner, 3, "spam");
+        let r = a
+            .ingest(vec![theft], hubcat_protocol::now_ms())
+            .expect("ingest");
+        assert_eq!(r.refused[0].reason, "retired_key");
+        assert_eq!(served(&a, 3), ["lab", "training"]);
+
+        // Only members recover keys, and nobody its own.
+        let (d, _dd) = node(4);
+        assert!(matches!(
+            d.recover_key(&id(3), &id(9), ""),
+            Err(EngineError::Forbidden(_))
+        ));
+        assert!(matches!(
+            a.recover_key(&id(1), &id(9), ""),
+            Err(EngineError::Invalid(_))
+        ));
     }
 }
