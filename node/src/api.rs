@@ -35,6 +35,8 @@ pub struct ApiState {
     pub net: Option<crate::net::NetHandle>,
     /// The search index over the whole catalogue (search, gaps, duplicates, match).
     pub search: Arc<crate::search::SearchIndex>,
+    /// The node's data directory (a key handover writes the new key there).
+    pub data_dir: Arc<crate::datadir::DataDir>,
 }
 
 /// An API error: status, a stable machine-readable kind, the field to blame and a detail.

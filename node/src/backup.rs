@@ -23,7 +23,7 @@ use hubcat_protocol::SignedChange;
 use serde::Serialize;
 
 use crate::datadir::DataDir;
-use crate::engine::Catalogue;
+use crate::engine::{Catalogue, Rules};
 use crate::store::{SledStore, Store, StoreError};
 
 /// Changes ingested per call while restoring (bounds the memory of one verification batch).
@@ -115,7 +115,7 @@ async fn from_node(addr: std::net::SocketAddr) -> Result<Bundle, NodeAnswer> {
 }
 
 async fn from_store(dd: &DataDir) -> anyhow::Result<Bundle> {
-    let key = dd.load_key()?;
+    let (hub, key) = dd.load_identity()?;
     let path = dd.store_path();
     if !path.exists() {
         bail!(
@@ -125,7 +125,7 @@ async fn from_store(dd: &DataDir) -> anyhow::Result<Bundle> {
     }
     tokio::task::spawn_blocking(move || -> anyhow::Result<Bundle> {
         let store = SledStore::open(&path)?;
-        let catalogue = Catalogue::open(Arc::new(store), key)?;
+        let catalogue = Catalogue::open_as(Arc::new(store), hub, key, None)?;
         Ok(catalogue.export_bundle()?)
     })
     .await?
@@ -151,7 +151,7 @@ fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 /// Replace the store in `dd` with the catalogue in the backup `file`. The node must be
 /// stopped; the directory must hold the hub (its key), restored separately if it was lost.
 pub fn restore(dd: &DataDir, file: &Path) -> anyhow::Result<RestoreReport> {
-    let key = dd.load_key()?;
+    let (hub, key) = dd.load_identity()?;
     let text = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let bundle: Bundle = serde_json::from_slice(&text)
         .map_err(|e| anyhow!("{} is not a hubcat backup: {e}", file.display()))?;
@@ -184,7 +184,8 @@ pub fn restore(dd: &DataDir, file: &Path) -> anyhow::Result<RestoreReport> {
 
     let stamp = hubcat_protocol::now_ms();
     let fresh = dd.root().join(format!("store.restoring-{stamp}"));
-    let built = build_store(&fresh, key, envelopes, report.records);
+    let rules = crate::federation::load(dd)?.map(|(g, id)| Rules::from_genesis(&g, &id));
+    let built = build_store(&fresh, hub, key, rules, envelopes, report.records);
     if let Err(e) = built {
         let _ = std::fs::remove_dir_all(&fresh);
         return Err(e);
@@ -211,7 +212,9 @@ pub fn restore(dd: &DataDir, file: &Path) -> anyhow::Result<RestoreReport> {
 /// Build a complete store at `path` from verified-by-bundle changes, re-verified on ingest.
 fn build_store(
     path: &Path,
+    hub: hubcat_protocol::HubId,
     key: hubcat_protocol::HubKey,
+    rules: Option<Rules>,
     envelopes: Vec<SignedChange>,
     expected_records: usize,
 ) -> anyhow::Result<()> {
@@ -221,10 +224,13 @@ fn build_store(
     let mut suffix = [0u8; 16];
     getrandom::fill(&mut suffix).map_err(|e| anyhow!("random source: {e}"))?;
     store.put_meta(ACTOR_META, &suffix)?;
-    let catalogue = Catalogue::open(store.clone(), key)?;
+    let catalogue = Catalogue::open_as(store.clone(), hub, key, rules)?;
     let now = hubcat_protocol::now_ms();
     let mut refused = Vec::new();
+    // The membership document first: the hubs' changes may be signed under key handovers
+    // it records.
     let mut rest = envelopes;
+    rest.sort_by_key(|e| e.doc.hub().is_some());
     while !rest.is_empty() {
         let tail = rest.split_off(rest.len().min(RESTORE_BATCH));
         let batch = std::mem::replace(&mut rest, tail);

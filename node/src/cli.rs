@@ -67,6 +67,10 @@ pub enum Command {
         /// Join the federation of this genesis file (its founder signatures must all verify).
         #[arg(long)]
         genesis: Option<PathBuf>,
+        /// Take up an existing hub that lost its key: the new key signs for this did once the
+        /// federation's members recover it (`hubcat federation recover`).
+        #[arg(long, value_name = "DID")]
+        recover: Option<String>,
     },
     /// Run the node until SIGINT or SIGTERM.
     Run {
@@ -219,6 +223,16 @@ pub enum KeyCommand {
         #[command(flatten)]
         dir: DataDirArg,
     },
+    /// Hand the hub's signing over to a new key (as a member of a genesis federation): the
+    /// running node makes the key, signs the rotation with the current one and signs on with
+    /// the new one. Changes signed with the old key afterwards are refused everywhere.
+    Rotate {
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// Why (kept in the signed rotation).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -271,10 +285,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             country,
             addrs,
             genesis,
+            recover,
         } => {
             let dd = DataDir::new(&dir.data_dir);
             // Checked before anything is created: a refused genesis leaves no hub behind.
             let genesis = genesis.map(|g| crate::federation::check(&g)).transpose()?;
+            let recover = recover
+                .map(|d| {
+                    hubcat_protocol::HubId::from_did(&d)
+                        .map_err(|e| anyhow!("--recover: `{d}` is not a hub did: {e}"))
+                })
+                .transpose()?;
             let key = dd.init(&InitOptions {
                 name,
                 country,
@@ -284,6 +305,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             })?;
             if let Some((g, id)) = &genesis {
                 crate::federation::adopt(&dd, g, id)?;
+            }
+            if let Some(hub) = &recover {
+                dd.set_identity(hub)?;
+                eprintln!(
+                    "this node signs for {} with the new key {} once the federation's members recover it:\n  hubcat federation recover --data-dir DIR {} --key {} --reason …",
+                    hub.to_did(),
+                    key.id().to_did(),
+                    hub.to_did(),
+                    key.id().to_did()
+                );
             }
             if json {
                 print_json(&serde_json::json!({
@@ -615,7 +646,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             command: KeyCommand::Show { dir },
         } => {
             let dd = DataDir::new(&dir.data_dir);
-            let key = dd.load_key()?;
+            let (hub, key) = dd.load_identity()?;
             let secret = key.secret_bytes();
             let mut bytes = *secret;
             let keypair = libp2p::identity::Keypair::ed25519_from_bytes(&mut bytes)
@@ -624,14 +655,43 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let id = key.id();
             if json {
                 print_json(&serde_json::json!({
-                    "did": id.to_did(),
+                    "did": hub.to_did(),
+                    "signing_key": id.to_did(),
                     "public_key": hex::encode(id.as_bytes()),
                     "peer_id": peer_id.to_string(),
                 }))
             } else {
-                println!("did         {}", id.to_did());
-                println!("public key  {}", hex::encode(id.as_bytes()));
-                println!("peer id     {peer_id}");
+                println!("did          {}", hub.to_did());
+                if hub != id {
+                    println!("signing key  {} (handed over to)", id.to_did());
+                }
+                println!("public key   {}", hex::encode(id.as_bytes()));
+                println!("peer id      {peer_id}");
+                Ok(())
+            }
+        }
+        Command::Key {
+            command: KeyCommand::Rotate { dir, reason },
+        } => {
+            let client = Client::for_dir(&dir.data_dir)?;
+            let body = serde_json::json!({ "reason": reason });
+            let v = client
+                .send(
+                    reqwest::Method::POST,
+                    "/v1/key/rotate",
+                    Some((body.to_string().into_bytes(), false)),
+                    true,
+                )
+                .await?;
+            if json {
+                print_json(&v)
+            } else {
+                println!(
+                    "{} now signs with {} (key step {}); the old key is retired everywhere once the federation has the rotation. Back up the new hub.key; the peer id changes at the next start.",
+                    v["did"].as_str().unwrap_or("?"),
+                    v["key"].as_str().unwrap_or("?"),
+                    v["step"]
+                );
                 Ok(())
             }
         }

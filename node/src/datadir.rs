@@ -15,7 +15,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use hubcat_config::{Resolved, Sources, CONFIG_FILE};
-use hubcat_protocol::HubKey;
+use hubcat_protocol::{HubId, HubKey};
 
 const KEY_HEADER: &str = "hubcat-hub-key-v1";
 
@@ -117,6 +117,14 @@ impl DataDir {
     pub fn key_path(&self) -> PathBuf {
         self.root.join("hub.key")
     }
+    /// The hub's did when it signs with a key other than its own (after a key handover).
+    pub fn identity_path(&self) -> PathBuf {
+        self.root.join("hub.did")
+    }
+    /// A new key being handed over to, before the handover is durable.
+    pub fn next_key_path(&self) -> PathBuf {
+        self.root.join("hub.key.next")
+    }
     pub fn token_path(&self) -> PathBuf {
         self.root.join("api.token")
     }
@@ -167,11 +175,7 @@ impl DataDir {
         fs::create_dir_all(&self.root).map_err(io(&self.root))?;
         let key = HubKey::generate()
             .map_err(|e| DataDirError::BadKey("(new key)".into(), e.to_string()))?;
-        let secret = key.secret_bytes();
-        let mut key_text = zeroize::Zeroizing::new(format!("{KEY_HEADER}\n"));
-        key_text.push_str(&hex::encode(secret.as_ref()));
-        key_text.push('\n');
-        write_private(&self.key_path(), key_text.as_bytes(), true)?;
+        write_private(&self.key_path(), key_text(&key).as_bytes(), true)?;
 
         let mut token = [0u8; 32];
         getrandom::fill(&mut token).map_err(|e| DataDirError::Io {
@@ -203,7 +207,76 @@ impl DataDir {
 
     /// Load the hub key, refusing a key file others can read.
     pub fn load_key(&self) -> Result<HubKey, DataDirError> {
-        let path = self.key_path();
+        self.load_key_at(&self.key_path())
+    }
+
+    /// The hub this directory is (its did) and the key it signs with: the same key unless the
+    /// federation handed the hub's signing over to another (`hub.did` names the hub then).
+    pub fn load_identity(&self) -> Result<(HubId, HubKey), DataDirError> {
+        let key = self.load_key()?;
+        let path = self.identity_path();
+        match fs::read_to_string(&path) {
+            Ok(text) => {
+                let hub = HubId::from_did(text.trim()).map_err(|e| DataDirError::Invalid {
+                    field: path.display().to_string(),
+                    detail: format!("not a hub did: {e}"),
+                })?;
+                Ok((hub, key))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((key.id(), key)),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    /// Make this directory sign for `hub` (a hub that lost its key: its members recover it to
+    /// this directory's new key). Refuses a directory that already names a hub.
+    pub fn set_identity(&self, hub: &HubId) -> Result<(), DataDirError> {
+        write_private(
+            &self.identity_path(),
+            format!("{}\n", hub.to_did()).as_bytes(),
+            true,
+        )
+    }
+
+    /// A key written to `hub.key.next` (0600) and not yet handed over to, if any.
+    pub fn load_next_key(&self) -> Result<Option<HubKey>, DataDirError> {
+        let path = self.next_key_path();
+        if !path.exists() {
+            return Ok(None);
+        }
+        self.load_key_at(&path).map(Some)
+    }
+
+    /// Write `key` to `hub.key.next` (0600, durable) before the handover to it is signed, so a
+    /// crash in between never loses the key the federation hands over to.
+    pub fn write_next_key(&self, key: &HubKey) -> Result<(), DataDirError> {
+        let path = self.next_key_path();
+        let _ = fs::remove_file(&path);
+        write_private(&path, key_text(key).as_bytes(), true)
+    }
+
+    /// Make `hub.key.next` the hub's key (after the handover to it is durable): `hub.did`
+    /// keeps naming the hub, then the new key replaces the old one in one rename.
+    pub fn install_next_key(&self, hub: &HubId) -> Result<(), DataDirError> {
+        let id = self.identity_path();
+        if !id.exists() {
+            write_private(&id, format!("{}\n", hub.to_did()).as_bytes(), false)?;
+        }
+        let next = self.next_key_path();
+        fs::rename(&next, self.key_path()).map_err(io(&next))
+    }
+
+    /// Forget a `hub.key.next` whose handover did not happen.
+    pub fn discard_next_key(&self) -> Result<(), DataDirError> {
+        let path = self.next_key_path();
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&path)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    fn load_key_at(&self, path: &Path) -> Result<HubKey, DataDirError> {
+        let path = path.to_path_buf();
         let meta = fs::metadata(&path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 DataDirError::NotInitialised(self.root.display().to_string())
@@ -283,6 +356,15 @@ impl DataDir {
 }
 
 /// Write a file readable only by its owner. `create_new` refuses to replace an existing file.
+/// A key file's text: the header line, then the secret in hex.
+fn key_text(key: &HubKey) -> zeroize::Zeroizing<String> {
+    let secret = key.secret_bytes();
+    let mut text = zeroize::Zeroizing::new(format!("{KEY_HEADER}\n"));
+    text.push_str(&hex::encode(secret.as_ref()));
+    text.push('\n');
+    text
+}
+
 fn write_private(path: &Path, bytes: &[u8], create_new: bool) -> Result<(), DataDirError> {
     let mut opts = fs::OpenOptions::new();
     opts.write(true).mode(0o600);

@@ -782,6 +782,44 @@ impl Catalogue {
         self.hub
     }
 
+    /// The key `hub`'s changes are signed with now, as the federation's key book gives it.
+    pub fn current_key_of(&self, hub: &HubId) -> HubId {
+        self.lock()
+            .federation
+            .as_ref()
+            .map_or(*hub, |f| f.keys.current(hub))
+    }
+
+    /// Sign from now on with `key`, which the federation must have handed this hub over to.
+    pub fn use_key(&self, key: HubKey) -> Result<(), EngineError> {
+        let mut state = self.lock();
+        let current = state
+            .federation
+            .as_ref()
+            .map_or(self.hub, |f| f.keys.current(&self.hub));
+        if current != key.id() {
+            return Err(EngineError::Forbidden(format!(
+                "{} is not the key {} signs with ({} is)",
+                key.id().to_did(),
+                self.hub.to_did(),
+                current.to_did()
+            )));
+        }
+        let id = key.id();
+        *self.key.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(key);
+        let own = DocId::Hub(self.hub);
+        state.settle_doc(&own);
+        if let Some(ds) = state.docs.get_mut(&own) {
+            ds.doc.set_actor(&id, self.actor_suffix);
+        }
+        Ok(())
+    }
+
+    /// The key signing this hub's changes now (the network's identity at start).
+    pub fn signing_key(&self) -> Arc<HubKey> {
+        self.key()
+    }
+
     /// The key signing this hub's changes now.
     fn key(&self) -> Arc<HubKey> {
         self.key.lock().unwrap_or_else(|p| p.into_inner()).clone()
@@ -1822,14 +1860,30 @@ impl Catalogue {
         state.settle_all();
         let mut publishers = Vec::new();
         let mut changes = Vec::new();
+        let keys = state.federation.as_ref().map(|f| &f.keys);
         for (id, ds) in &state.docs {
-            let Some(owner) = id.hub().filter(|_| !ds.hidden) else {
-                continue;
-            };
-            publishers.push(BundlePublisher {
-                did: owner.to_did(),
-                public_key: hex::encode(owner.as_bytes()),
-            });
+            // Hub documents served here, and the membership document (which carries the key
+            // handovers the hubs' changes are signed under).
+            match id.hub() {
+                Some(_) if ds.hidden => continue,
+                Some(owner) => publishers.push(BundlePublisher {
+                    did: owner.to_did(),
+                    public_key: hex::encode(owner.as_bytes()),
+                    signing_keys: keys
+                        .and_then(|k| k.keys(owner))
+                        .map(|k| {
+                            k.retired
+                                .iter()
+                                .map(|(key, _)| key)
+                                .chain([&k.current])
+                                .filter(|key| *key != owner)
+                                .map(|key| key.to_did())
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                }),
+                None => {}
+            }
             for c in ds.doc.changes() {
                 let (signature, _) = ds.sigs.get(&c.hash()).ok_or_else(|| {
                     EngineError::Internal(format!("no signature for change {}", c.hash()))
@@ -1837,7 +1891,7 @@ impl Catalogue {
                 let slots = layout::check_change(id, &c)?;
                 let envelope = SignedChange {
                     doc: id.clone(),
-                    author: *owner.as_bytes(),
+                    author: author_of(&c),
                     signature: signature.clone(),
                     change: c.raw_bytes().to_vec(),
                 };

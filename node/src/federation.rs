@@ -146,6 +146,20 @@ pub enum FederationCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Vote, as a member, to give a hub that lost its key (or whose key leaked) a new key:
+    /// once the quorum of members named the same key it signs for the hub, and changes signed
+    /// with the old key afterwards are refused. Talks to the running node.
+    Recover {
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// The hub's did.
+        did: String,
+        /// The hub's new key (the did `hubcat init --recover` printed on its new node).
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        reason: String,
+    },
     /// Members, candidates with their endorsements, and suspended hubs: who voted what, when.
     /// Talks to the running node.
     Members {
@@ -160,10 +174,14 @@ async fn vote(
     action: &str,
     did: &str,
     reason: &str,
+    key: Option<&str>,
     json: bool,
 ) -> anyhow::Result<()> {
     let client = Client::for_dir(&dir.data_dir)?;
-    let body = json!({"action": action, "target": did, "reason": reason});
+    let mut body = json!({"action": action, "target": did, "reason": reason});
+    if let Some(key) = key {
+        body["key"] = key.into();
+    }
     let v = client
         .send(
             reqwest::Method::POST,
@@ -242,14 +260,20 @@ fn print_members(v: &serde_json::Value) {
 pub async fn dispatch(command: FederationCommand, json: bool) -> anyhow::Result<()> {
     match command {
         FederationCommand::Endorse { dir, did, reason } => {
-            vote(&dir, "endorse", &did, &reason, json).await
+            vote(&dir, "endorse", &did, &reason, None, json).await
         }
         FederationCommand::Suspend { dir, did, reason } => {
-            vote(&dir, "suspend", &did, &reason, json).await
+            vote(&dir, "suspend", &did, &reason, None, json).await
         }
         FederationCommand::Reinstate { dir, did, reason } => {
-            vote(&dir, "reinstate", &did, &reason, json).await
+            vote(&dir, "reinstate", &did, &reason, None, json).await
         }
+        FederationCommand::Recover {
+            dir,
+            did,
+            key,
+            reason,
+        } => vote(&dir, "recover", &did, &reason, Some(&key), json).await,
         FederationCommand::Members { dir } => {
             let client = Client::for_dir(&dir.data_dir)?;
             let v = client.get("/v1/federation/members").await?;

@@ -42,7 +42,8 @@ const NET_CLOSE: Duration = Duration::from_secs(2);
 
 /// Open the node in `data_dir` with `config` and start serving.
 pub async fn start(data_dir: &DataDir, config: &Config) -> anyhow::Result<RunningNode> {
-    let key = data_dir.load_key()?;
+    let (hub, key) = data_dir.load_identity()?;
+    let next_key = data_dir.load_next_key()?;
     let mut net_config = NetConfig::from_config(config)?;
     let rules = match crate::federation::load(data_dir)? {
         Some((genesis, id)) => {
@@ -54,12 +55,23 @@ pub async fn start(data_dir: &DataDir, config: &Config) -> anyhow::Result<Runnin
     };
     let token = data_dir.load_token()?;
     let store_path = data_dir.store_path();
-    let net_key = net::keypair(&key)?;
     let catalogue = tokio::task::spawn_blocking(move || -> anyhow::Result<Catalogue> {
         let store = SledStore::open(&store_path)?;
-        Ok(Catalogue::open_in(Arc::new(store), key, rules)?)
+        Ok(Catalogue::open_as(Arc::new(store), hub, key, rules)?)
     })
     .await??;
+    // A key handover interrupted between signing it and installing the new key file: finish
+    // it if the federation records it, else forget the unused key.
+    if let Some(next) = next_key {
+        if catalogue.current_key_of(&hub) == next.id() {
+            tracing::warn!(key = %next.id(), "finishing an interrupted key handover");
+            catalogue.use_key(next)?;
+            data_dir.install_next_key(&hub)?;
+        } else {
+            data_dir.discard_next_key()?;
+        }
+    }
+    let net_key = net::keypair(&catalogue.signing_key())?;
     let catalogue = Arc::new(catalogue);
     let search = {
         let catalogue = catalogue.clone();
@@ -97,6 +109,7 @@ pub async fn start(data_dir: &DataDir, config: &Config) -> anyhow::Result<Runnin
         started: Instant::now(),
         net: net.clone(),
         search: search.clone(),
+        data_dir: Arc::new(data_dir.clone()),
     };
     let metrics = Arc::new(Metrics::new());
     let propagation = crate::metrics::spawn_propagation(metrics.clone(), &catalogue);

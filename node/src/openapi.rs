@@ -46,10 +46,11 @@ use crate::api;
         api::query::reindex,
         api::federation::members,
         api::federation::vote,
+        api::federation::rotate,
         crate::ops::readyz,
         crate::ops::metrics,
     ),
-    components(schemas(api::StatusBody, api::PeerSync, api::ImportReport, api::ImportRow, api::federation::VoteInput)),
+    components(schemas(api::StatusBody, api::PeerSync, api::ImportReport, api::ImportRow, api::federation::VoteInput, api::federation::RotateInput)),
     modifiers(&BearerToken),
     tags(
         (name = "records", description = "The federated catalogue's records"),

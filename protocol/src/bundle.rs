@@ -5,7 +5,7 @@
 //! rebuilds each hub document, and compares every listed record and its provenance with the
 //! rebuilt state. Any difference fails and names the record.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use automerge::ReadDoc as _;
 use base64::Engine as _;
@@ -36,6 +36,10 @@ pub struct BundlePublisher {
     pub did: String,
     /// The ed25519 public key, hex.
     pub public_key: String,
+    /// Other keys that signed for this publisher: keys its federation handed its signing over
+    /// to (rotations and recoveries in the bundle's membership document), dids.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signing_keys: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -138,6 +142,8 @@ pub fn verify(bundle: &Bundle, now_ms: i64) -> Result<BundleReport, BundleError>
         )));
     }
     let mut keys = BTreeMap::new();
+    // Publisher → the other keys that signed for it.
+    let mut handed: BTreeMap<HubId, BTreeSet<HubId>> = BTreeMap::new();
     for p in &bundle.publishers {
         let id = HubId::from_did(&p.did).map_err(|e| BundleError::Format(e.to_string()))?;
         if hex::encode(id.as_bytes()) != p.public_key {
@@ -147,7 +153,15 @@ pub fn verify(bundle: &Bundle, now_ms: i64) -> Result<BundleReport, BundleError>
             )));
         }
         keys.insert(p.did.clone(), id);
+        for k in &p.signing_keys {
+            let key = HubId::from_did(k).map_err(|e| {
+                BundleError::Format(format!("publisher {}: signing key: {e}", p.did))
+            })?;
+            handed.entry(id).or_default().insert(key);
+            keys.insert(k.clone(), key);
+        }
     }
+    let signers = |hub: &HubId, author: &HubId| handed.get(hub).is_some_and(|k| k.contains(author));
 
     let mut docs: BTreeMap<DocId, CatalogueDoc> = BTreeMap::new();
     // (record id) → (change hash, signature) of every change that wrote it.
@@ -165,13 +179,16 @@ pub fn verify(bundle: &Bundle, now_ms: i64) -> Result<BundleReport, BundleError>
             detail,
         };
         let envelope = c.envelope().map_err(fail)?;
-        if !keys.contains_key(&c.author) {
+        // Votes in the membership document are signed by members, publishers or not.
+        let votes = matches!(envelope.doc, DocId::Membership(_));
+        if !votes && !keys.contains_key(&c.author) {
             return Err(fail(format!(
                 "author {} is not among the publishers",
                 c.author
             )));
         }
-        let verified = change::verify(envelope, now_ms).map_err(|e| fail(e.to_string()))?;
+        let verified =
+            change::verify_signed(envelope, now_ms, &signers).map_err(|e| fail(e.to_string()))?;
         if hex::encode(verified.hash.0) != c.hash {
             return Err(fail(format!(
                 "change hash {} differs from the listed {}",
@@ -180,10 +197,12 @@ pub fn verify(bundle: &Bundle, now_ms: i64) -> Result<BundleReport, BundleError>
             )));
         }
         let Some(owner) = verified.envelope.doc.hub().copied() else {
-            return Err(fail(format!(
-                "document {} is not a hub catalogue; a bundle carries catalogues only",
-                verified.envelope.doc
-            )));
+            // The membership document: replayed below like the others, it writes no record.
+            docs.entry(verified.envelope.doc.clone())
+                .or_insert_with(|| CatalogueDoc::remote(verified.envelope.doc.clone()))
+                .apply(vec![verified.change])
+                .map_err(|e| fail(e.to_string()))?;
+            continue;
         };
         let listed: Vec<String> = verified
             .slots
@@ -218,7 +237,9 @@ pub fn verify(bundle: &Bundle, now_ms: i64) -> Result<BundleReport, BundleError>
                 detail: format!("{} changes are missing from the history", missing.len()),
             });
         }
-        present += doc.slots().len();
+        if doc.id().hub().is_some() {
+            present += doc.slots().len();
+        }
     }
 
     for r in &bundle.records {

@@ -439,6 +439,15 @@ pub fn verify(envelope: SignedChange, now_ms: i64) -> Result<VerifiedChange, Cha
     precheck(envelope, now_ms)?.verify_strict()
 }
 
+/// [`verify`] where `signers` says which other keys may sign a hub's document.
+pub fn verify_signed(
+    envelope: SignedChange,
+    now_ms: i64,
+    signers: Signers<'_>,
+) -> Result<VerifiedChange, ChangeError> {
+    precheck_signed(envelope, now_ms, &AuthorCache::new(), signers)?.verify_strict()
+}
+
 /// Verify many changes, checking signatures in ed25519 batches. A failed batch is re-checked
 /// one by one, so each refusal names its own change. Results keep the input order.
 pub fn verify_batch(

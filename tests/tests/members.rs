@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use hubcat_node::federation;
 use hubcat_protocol::genesis::Genesis;
+use hubcat_protocol::{change, CatalogueDoc, HubKey, Record};
 use hubcat_tests::{urlencode, wait_until, PreparedHub, TestHub};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -244,4 +245,161 @@ fn three_founders_with_quorum_two_admit_suspend_and_reinstate_a_hub_everywhere()
     assert!(wait_until(WAIT, || hubs
         .iter()
         .all(|h| h.digest() == digest)));
+}
+
+#[test]
+fn a_hub_rotates_its_key_and_members_recover_a_leaked_one_across_the_federation() {
+    let prepared: Vec<PreparedHub> = [("HDS", "SE"), ("GAL", "ES"), ("THESS", "GR")]
+        .iter()
+        .map(|(n, c)| TestHub::prepare(n, c).expect("prepare"))
+        .collect();
+    let dids: Vec<String> = prepared.iter().map(|p| p.did()).collect();
+    let mut genesis =
+        Genesis::new("health-hubs", &dids, 2, "2026-12-02T10:00:00Z").expect("genesis");
+    for p in &prepared {
+        genesis.sign(&p.key()).expect("founder signs");
+    }
+    let id = genesis.verify().expect("signed");
+    for p in &prepared {
+        federation::adopt(&p.data_dir, &genesis, &id).expect("join");
+    }
+    let mut prepared = prepared.into_iter();
+    let a = prepared
+        .next()
+        .expect("a")
+        .start_configured(&[], &[])
+        .expect("a");
+    let boot = [a.p2p_addr()];
+    let b = prepared
+        .next()
+        .expect("b")
+        .start_configured(&boot, &[])
+        .expect("b");
+    let mut c = prepared
+        .next()
+        .expect("c")
+        .start_configured(&boot, &[])
+        .expect("c");
+    let c_did = dids[2].clone();
+
+    c.publish_ok(&service("lab", "robotics"));
+    assert!(wait_until(WAIT, || found(&a, "robotics", &c_did) == 1));
+
+    // Rotation: the node makes the new key, signs the handover with the old one, signs on
+    // with the new one.
+    let old_key = c.data_dir.load_key().expect("old key");
+    let (code, rotated) = c.request(
+        Method::POST,
+        "/v1/key/rotate",
+        Some(&c.token),
+        Some(br#"{"reason": "yearly rotation"}"#.to_vec()),
+    );
+    assert_eq!(code, 200, "{rotated}");
+    assert_eq!(rotated["did"], *c_did);
+    let new_did = rotated["key"].as_str().expect("new key").to_owned();
+    assert_ne!(new_did, c_did);
+    let (hub, signing) = c.data_dir.load_identity().expect("identity");
+    assert_eq!(hub.to_did(), c_did, "the hub keeps its did");
+    assert_eq!(signing.id().to_did(), new_did, "hub.key holds the new key");
+    assert!(!c.data_dir.next_key_path().exists());
+    let mode = std::fs::metadata(c.data_dir.key_path())
+        .expect("key file")
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+
+    c.publish_ok(&service("training", "genomics"));
+    assert!(
+        wait_until(WAIT, || [&a, &b]
+            .iter()
+            .all(
+                |h| found(h, "genomics", &c_did) == 1 && found(h, "robotics", &c_did) == 1
+            )),
+        "the new key's record is served everywhere, and the old key's records stay"
+    );
+    // After a restart the node signs with the new key (its peer id follows it).
+    c.restart().expect("restart");
+    c.publish_ok(&service("imaging", "imaging"));
+    assert!(wait_until(WAIT, || found(&a, "imaging", &c_did) == 1));
+
+    // The old key's new changes are refused.
+    let mut stolen = CatalogueDoc::new(hub, [9; 16]);
+    let spam = stolen
+        .upsert(
+            &Record::from_value(service("spam", "spam")).expect("record"),
+            hubcat_protocol::now_ms(),
+        )
+        .expect("change");
+    let forged = change::sign(&old_key, stolen.id(), &spam);
+    for h in [&a, &b, &c] {
+        let r = h
+            .catalogue()
+            .ingest(vec![forged.clone()], hubcat_protocol::now_ms())
+            .expect("ingest");
+        assert_eq!(r.refused.len(), 1, "{r:?}");
+        assert_eq!(r.refused[0].reason, "retired_key");
+    }
+
+    // A backup of the federation, with the handover in it, verifies offline.
+    let (code, bundle) = a.export();
+    assert_eq!(code, 200);
+    let bundle: hubcat_protocol::bundle::Bundle = serde_json::from_value(bundle).expect("a bundle");
+    hubcat_protocol::bundle::verify(&bundle, hubcat_protocol::now_ms()).expect("verifies");
+
+    // B's key leaks: two members give B a new key; then the new key's change is taken and the
+    // thief's refused.
+    let b_hub = b.data_dir.load_key().expect("b key");
+    let fresh = HubKey::generate().expect("key");
+    let recover = |h: &TestHub| {
+        h.request(
+            Method::POST,
+            "/v1/federation/votes",
+            Some(&h.token),
+            Some(
+                json!({"action": "recover", "target": dids[1], "key": fresh.id().to_did(),
+                       "reason": "key leaked"})
+                .to_string()
+                .into_bytes(),
+            ),
+        )
+    };
+    let (code, v) = recover(&a);
+    assert_eq!(code, 201, "{v}");
+    let (code, v) = recover(&c);
+    assert_eq!(code, 201, "{v}");
+    let (code, v) = recover(&b);
+    assert_eq!(code, 400, "nobody recovers its own key: {v}");
+    let mut renewed = CatalogueDoc::new(b_hub.id(), [5; 16]);
+    renewed.set_actor(&fresh.id(), [5; 16]);
+    let change = renewed
+        .upsert(
+            &Record::from_value(service("renewed", "renewed")).expect("record"),
+            hubcat_protocol::now_ms(),
+        )
+        .expect("change");
+    let good = change::sign(&fresh, renewed.id(), &change);
+    let mut thief_doc = CatalogueDoc::new(b_hub.id(), [6; 16]);
+    let change = thief_doc
+        .upsert(
+            &Record::from_value(service("theft", "theft")).expect("record"),
+            hubcat_protocol::now_ms(),
+        )
+        .expect("change");
+    let theft = change::sign(&b_hub, thief_doc.id(), &change);
+    assert!(wait_until(WAIT, || {
+        let r = a
+            .catalogue()
+            .ingest(vec![good.clone()], hubcat_protocol::now_ms())
+            .expect("ingest");
+        r.accepted + r.duplicates == 1
+    }));
+    let r = a
+        .catalogue()
+        .ingest(vec![theft], hubcat_protocol::now_ms())
+        .expect("ingest");
+    assert_eq!(r.refused[0].reason, "retired_key");
+    assert!(wait_until(WAIT, || found(&c, "renewed", &dids[1]) == 1));
+    assert_eq!(found(&a, "theft", &dids[1]), 0);
 }

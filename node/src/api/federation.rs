@@ -3,7 +3,8 @@
 //! | route | |
 //! |---|---|
 //! | `GET /v1/federation/members` | members, candidates with their endorsements, suspended hubs |
-//! | `POST /v1/federation/votes` | endorse a hub, or vote to suspend or reinstate one (token) |
+//! | `POST /v1/federation/votes` | endorse a hub, vote to suspend or reinstate one, or to recover its key (token) |
+//! | `POST /v1/key/rotate` | hand this hub's signing over to a new key (token) |
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -13,7 +14,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use hubcat_protocol::membership::Action;
-use hubcat_protocol::HubId;
+use hubcat_protocol::{HubId, HubKey};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -24,6 +25,7 @@ pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/v1/federation/members", get(members))
         .route("/v1/federation/votes", post(vote))
+        .route("/v1/key/rotate", post(rotate))
 }
 
 fn no_federation() -> ApiError {
@@ -58,13 +60,17 @@ pub(crate) async fn members(State(s): State<ApiState>) -> Result<impl IntoRespon
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VoteInput {
-    /// `endorse` (admit a hub), `suspend` or `reinstate`.
+    /// `endorse` (admit a hub), `suspend`, `reinstate`, or `recover` (give a hub that lost
+    /// its key, or whose key leaked, the new key `key`).
     pub action: String,
     /// The hub voted on: `did:key:z6Mk…`.
     pub target: String,
     /// Why (at most 500 characters; kept in the signed vote for everyone to read).
     #[serde(default)]
     pub reason: String,
+    /// For `recover` only: the hub's new key, `did:key:z6Mk…`.
+    #[serde(default)]
+    pub key: Option<String>,
 }
 
 /// Cast a vote.
@@ -107,11 +113,12 @@ pub(crate) async fn vote(
         "endorse" => Action::Endorse,
         "suspend" => Action::Suspend,
         "reinstate" => Action::Reinstate,
+        "recover" => Action::Recover,
         other => {
             return Err(ApiError::bad_field(
                 "action",
                 format!(
-                    "`{}`: valid actions are endorse, suspend, reinstate",
+                    "`{}`: valid actions are endorse, suspend, reinstate, recover",
                     other.chars().take(40).collect::<String>()
                 ),
             ))
@@ -119,12 +126,31 @@ pub(crate) async fn vote(
     };
     let target = HubId::from_did(&input.target)
         .map_err(|e| ApiError::bad_field("target", format!("not a hub did: {e}")))?;
+    let key = match (&input.key, action) {
+        (Some(k), Action::Recover) => Some(
+            HubId::from_did(k)
+                .map_err(|e| ApiError::bad_field("key", format!("not a did: {e}")))?,
+        ),
+        (None, Action::Recover) => {
+            return Err(ApiError::bad_field(
+                "key",
+                "recover needs the hub's new key (`did:key:z6Mk…`)",
+            ))
+        }
+        (Some(_), _) => return Err(ApiError::bad_field("key", "only recover names a key")),
+        (None, _) => None,
+    };
     let c = s.catalogue.clone();
     let votes = match blocking(move || {
         if c.members().is_none() {
             return Ok(None);
         }
-        c.vote(action, &target, &input.reason).map(Some)
+        match key {
+            Some(key) => c
+                .recover_key(&target, &key, &input.reason)
+                .map(|v| Some(vec![v])),
+            None => c.vote(action, &target, &input.reason).map(Some),
+        }
     })
     .await
     {
@@ -141,4 +167,89 @@ pub(crate) async fn vote(
         StatusCode::CREATED,
         Json(serde_json::json!({ "votes": votes })),
     ))
+}
+
+/// A key handover to ask for.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateInput {
+    /// Why (kept in the signed rotation).
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// Rotate this hub's key.
+///
+/// The node makes a new key, writes it to the data directory (`hub.key.next`, 0600), signs a
+/// rotation naming it with the current key into the federation's membership document, and
+/// from then on signs with the new key (`hub.key`; `hub.did` keeps naming the hub). Every
+/// node then refuses new changes signed with the old key; the hub's records stay valid. The
+/// node's libp2p peer id follows the new key at the next start.
+#[utoipa::path(post, path = "/v1/key/rotate", tag = "federation",
+    request_body(content = RotateInput, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The rotation, signed and stored; the node signs with the new key", body = Object,
+            example = json!({"did": "did:key:z6Mk…", "key": "did:key:z6Mk…", "step": 1})),
+        (status = 400, description = "Bad body (names the field)", body = ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 403, description = "This hub is not a member", body = ErrorBody),
+        (status = 404, description = "This node belongs to no federation", body = ErrorBody),
+        (status = 409, description = "A contradicting rotation at the same step: only a recovery settles it", body = ErrorBody),
+        (status = 413, description = "Body over api.max_body_bytes", body = ErrorBody),
+        (status = 500, description = "Internal error (key file, storage)", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn rotate(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorised(&headers, &s.token)?;
+    let body = body.map_err(body_error)?;
+    let input: RotateInput = if body.is_empty() {
+        RotateInput::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            let detail = e.to_string();
+            let field = detail
+                .strip_prefix("unknown field `")
+                .and_then(|r| r.split('`').next())
+                .unwrap_or("body")
+                .to_owned();
+            ApiError::bad_field(&field, format!("not a rotation request: {detail}"))
+        })?
+    };
+    let c = s.catalogue.clone();
+    let dd = s.data_dir.clone();
+    let vote = blocking(move || {
+        if c.members().is_none() {
+            return Ok(None);
+        }
+        let internal = |e: String| crate::engine::EngineError::Internal(e);
+        let next = HubKey::generate().map_err(|e| internal(e.to_string()))?;
+        let again = HubKey::from_secret_bytes(next.secret_bytes().as_ref())
+            .map_err(|e| internal(e.to_string()))?;
+        dd.write_next_key(&next)
+            .map_err(|e| internal(e.to_string()))?;
+        match c.rotate_key(again, &input.reason) {
+            Ok(vote) => {
+                dd.install_next_key(&c.hub_id())
+                    .map_err(|e| internal(e.to_string()))?;
+                Ok(Some(vote))
+            }
+            Err(e) => {
+                // Nothing was handed over: the new key is not needed.
+                let _ = dd.discard_next_key();
+                Err(e)
+            }
+        }
+    })
+    .await?
+    .ok_or_else(no_federation)?;
+    let key = vote.successor.as_ref().map(|n| n.key.to_did());
+    Ok(Json(serde_json::json!({
+        "did": vote.target.to_did(),
+        "key": key,
+        "step": vote.case,
+    })))
 }
