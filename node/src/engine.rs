@@ -825,6 +825,31 @@ impl Catalogue {
         self.key.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// The key this node signs with, if the federation has it sign for the hub now: the
+    /// error says which key does (after a handover this node has not taken up, or before a
+    /// recovery of this node's key is in effect).
+    fn can_sign(&self, state: &State) -> Result<HubId, EngineError> {
+        let signer = self.key().id();
+        let current = state
+            .federation
+            .as_ref()
+            .map_or(self.hub, |f| f.keys.current(&self.hub));
+        if signer != current {
+            return Err(EngineError::Forbidden(format!(
+                "this node signs with {}, but {} signs for {} now{}",
+                signer.to_did(),
+                current.to_did(),
+                self.hub.to_did(),
+                if current == self.hub {
+                    " (a recovery of this node's key is not in effect yet: it needs the quorum of members)"
+                } else {
+                    ""
+                }
+            )));
+        }
+        Ok(signer)
+    }
+
     /// This hub's document, empty, writing with the current key.
     fn own_doc(&self) -> CatalogueDoc {
         let mut doc = CatalogueDoc::new(self.hub, self.actor_suffix);
@@ -1247,6 +1272,7 @@ impl Catalogue {
     {
         let own = DocId::Hub(self.hub);
         let mut state = self.lock();
+        let signer = self.can_sign(&state)?;
         let State {
             docs,
             records,
@@ -1267,7 +1293,7 @@ impl Catalogue {
                     .fork_at(&before)
                     .map_err(|e| EngineError::Internal(e.to_string()))?,
             );
-            doc.set_actor_suffix(suffix);
+            doc.set_actor(&signer, suffix);
             ds.doc = doc;
             Ok(())
         };
@@ -1292,7 +1318,7 @@ impl Catalogue {
             }
         };
         let refused = match self.commit(&mut state, vec![(0, verified)]) {
-            Ok(outcome) => outcome.refused.into_iter().next(),
+            Ok(outcome) => outcome.refused.into_iter().chain(outcome.held).next(),
             Err(e) => {
                 if let Some(ds) = state.docs.get_mut(&own) {
                     rollback(ds, self.actor_suffix)?;

@@ -31,6 +31,7 @@ impl Catalogue {
         let mut rows: Vec<Option<BatchRow>> = Vec::with_capacity(records.len());
         let mut made: Vec<(usize, Change)> = Vec::new();
         let mut state = self.lock();
+        self.can_sign(&state)?;
         let before = {
             let State {
                 docs,
@@ -113,12 +114,13 @@ impl Catalogue {
             }
         }
         match self.commit(&mut state, verified) {
-            Ok(outcome) if outcome.refused.is_empty() => {}
+            Ok(outcome) if outcome.refused.is_empty() && outcome.held.is_empty() => {}
             Ok(outcome) => {
                 self.roll_back_own(&mut state, &before)?;
                 let detail = outcome
                     .refused
                     .into_iter()
+                    .chain(outcome.held)
                     .map(|r| r.detail)
                     .collect::<Vec<_>>()
                     .join("; ");
@@ -152,7 +154,7 @@ impl Catalogue {
                     .fork_at(heads)
                     .map_err(|e| EngineError::Internal(e.to_string()))?,
             );
-            doc.set_actor_suffix(self.actor_suffix);
+            doc.set_actor(&self.key().id(), self.actor_suffix);
             ds.doc = doc;
         }
         Ok(())

@@ -838,6 +838,15 @@ mod tests {
             .expect("change");
         let fresh = change::sign(&key(8), renewed.id(), &change);
 
+        // The hub's new node, signing with key 8, may not publish before the recovery.
+        let dn = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(SledStore::open(dn.path()).expect("store"));
+        let renewed_node = Catalogue::open_as(store, id(3), key(8), Some(rules())).expect("open");
+        assert!(matches!(
+            renewed_node.publish(&service("early", "Early")),
+            Err(EngineError::Forbidden(_))
+        ));
+
         a.recover_key(&id(3), &id(8), "key leaked").expect("vote");
         let r = a
             .ingest(vec![fresh.clone()], hubcat_protocol::now_ms())
@@ -855,6 +864,10 @@ mod tests {
         b.recover_key(&id(3), &id(8), "key leaked").expect("vote");
         sync(&b, &a);
         assert_eq!(served(&a, 3), ["lab", "training"], "the held change is in");
+        sync(&a, &renewed_node);
+        renewed_node
+            .publish(&service("imaging", "Imaging"))
+            .expect("the recovered key signs for the hub");
 
         // The thief, holding the old key, signs on: refused.
         let theft = publication(&mut owner, 3, "spam");
