@@ -7,6 +7,7 @@
 #   bash fuzz/run.sh            # 10 s per target, release build
 #   bash fuzz/run.sh 600        # longer runs
 #   FUZZ_PROFILE=dev bash fuzz/run.sh 5   # what .ci/run does: a quicker build
+#   FUZZ_BUILD=cargo bash fuzz/run.sh     # build with cargo even where cargo-fuzz is installed
 #
 # With cargo-fuzz installed (`cargo install cargo-fuzz`) the targets are built by
 # `cargo fuzz build`; without it, by cargo with the same instrumentation flags cargo-fuzz
@@ -22,7 +23,7 @@ triple=x86_64-unknown-linux-gnu
 export RUSTC_BOOTSTRAP=1
 targets=(wire_codec change_envelope record_parser sync_handler)
 
-if cargo fuzz --version >/dev/null 2>&1; then
+if [ "${FUZZ_BUILD:-auto}" != cargo ] && cargo fuzz --version >/dev/null 2>&1; then
   if [ "$profile" = release ]; then
     cargo fuzz build --sanitizer none --release >&2
   else

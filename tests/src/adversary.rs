@@ -66,6 +66,7 @@ pub struct Latency {
     pub queries: usize,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    pub max_ms: f64,
 }
 
 /// What one attack run did.
@@ -85,6 +86,8 @@ pub struct Report {
     pub held: Vec<u64>,
     pub quiet: Latency,
     pub attack: Latency,
+    /// Honest query latency while each kind was sent.
+    pub attack_by_kind: BTreeMap<&'static str, Latency>,
     pub seconds: f64,
 }
 
@@ -307,130 +310,158 @@ fn noise(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Send one kind from `h` to the honest peers; returns the inputs sent.
-fn attack(kind: &'static str, h: &TestHub, fed: &Federation, genuine: &[SignedChange]) -> usize {
-    let net = h.net().clone();
+/// One message of an attack, made before the attack starts (an attacker forges in advance;
+/// the time it takes is not part of what the honest nodes suffer).
+enum Shot {
+    /// A sync request to one honest peer, carrying `inputs` bad inputs.
+    Request(PeerId, Vec<u8>, usize),
+    /// A gossip message carrying `inputs` bad inputs.
+    Gossip(Vec<u8>, usize),
+    /// `count` copies of one request to one honest peer, all at once.
+    Flood(PeerId, Vec<u8>, usize),
+}
+
+/// The messages of one kind from `h` to the honest peers.
+fn aim(kind: &'static str, h: &TestHub, fed: &Federation, genuine: &[SignedChange]) -> Vec<Shot> {
+    let net = h.net();
     let honest: Vec<PeerId> = fed.hubs.iter().map(|x| x.peer_id()).collect();
     let hostile_key = h.data_dir.load_key().unwrap_or_else(|e| panic!("{e}"));
     let membership = DocId::Membership(fed.id.clone());
     let max_message = net.max_message_bytes();
+    let mut shots = Vec::new();
+    match kind {
+        "oversized_message" => {
+            // Frames over the message limit (dropped unread) …
+            let big = noise(1, max_message + 4096);
+            // … and changes over the change limit inside a frame that fits (refused on their
+            // size before anything else is read).
+            let huge = push(&[SignedChange {
+                doc: DocId::Hub(hostile_key.id()),
+                author: *hostile_key.id().as_bytes(),
+                signature: vec![0; 64],
+                change: noise(2, MAX_CHANGE_BYTES + 1024),
+            }]);
+            for p in &honest {
+                for _ in 0..20 {
+                    shots.push(Shot::Request(*p, big.clone(), 1));
+                    shots.push(Shot::Request(*p, huge.clone(), 1));
+                }
+            }
+        }
+        "truncated_frame" | "garbage_frame" => {
+            let valid = push(&changes(
+                "non_member_document",
+                4,
+                &hostile_key,
+                &fed.keys[0],
+                &membership,
+                genuine,
+            ));
+            for (pi, p) in honest.iter().enumerate() {
+                for i in 0..FRAMES_PER_PEER {
+                    let frame = if kind == "truncated_frame" {
+                        valid[..(i * 37 + pi) % (valid.len() - 1) + 1].to_vec()
+                    } else {
+                        noise((i * 3 + pi) as u64, 16 + i % 512)
+                    };
+                    shots.push(Shot::Request(*p, frame, 1));
+                }
+            }
+            if kind == "garbage_frame" {
+                for i in 0..100 {
+                    shots.push(Shot::Gossip(noise(10_000 + i, 64 + i as usize), 1));
+                }
+            }
+        }
+        "poisoned_sync" => {
+            // Range fingerprints that never match (forcing splits), paths out of range, counts
+            // that lie; wants for documents nobody has, with absurd clocks.
+            for (pi, p) in honest.iter().enumerate() {
+                for i in 0..POISONED_PER_PEER {
+                    let request = if i % 2 == 0 {
+                        SyncRequest::Reconcile {
+                            name: None,
+                            ranges: (0..200)
+                                .map(|r| RangeFingerprint {
+                                    path: noise((i * 1000 + r + pi) as u64, r % 24),
+                                    count: u32::MAX - r as u32,
+                                    fingerprint: [r as u8; 8],
+                                })
+                                .collect(),
+                        }
+                    } else {
+                        SyncRequest::Exchange {
+                            wants: (0..200)
+                                .map(|w| Want {
+                                    key: (w as u64).wrapping_mul(0x9e37_79b9) ^ i as u64,
+                                    heads: vec![[w as u8; 32]],
+                                    clock: vec![wire::ActorSeq {
+                                        actor: noise(w as u64, 48),
+                                        seq: u64::MAX,
+                                    }],
+                                })
+                                .collect(),
+                        }
+                    };
+                    shots.push(Shot::Request(*p, wire::encode(&request), 1));
+                }
+            }
+        }
+        "flood" => {
+            let ping = wire::encode(&SyncRequest::Reconcile {
+                name: None,
+                ranges: Vec::new(),
+            });
+            for p in &honest {
+                shots.push(Shot::Flood(*p, ping.clone(), FLOOD_PER_PEER));
+            }
+        }
+        change_kind => {
+            let bad = changes(
+                change_kind,
+                CHANGES_PER_PUSH,
+                &hostile_key,
+                &fed.keys[0],
+                &membership,
+                genuine,
+            );
+            let body = push(&bad);
+            for p in &honest {
+                shots.push(Shot::Request(*p, body.clone(), bad.len()));
+            }
+            for g in bad.chunks(CHANGES_PER_GOSSIP).take(GOSSIPS_PER_KIND) {
+                shots.push(Shot::Gossip(gossip(g), g.len()));
+            }
+        }
+    }
+    shots
+}
+
+/// Send `shots` from `h`; returns the inputs sent.
+fn fire(h: &TestHub, shots: Vec<Shot>) -> usize {
+    let net = h.net().clone();
     h.block_on(async move {
         let mut sent = 0;
-        match kind {
-            "oversized_message" => {
-                // Frames over the message limit (dropped unread) …
-                let big = noise(1, max_message + 4096);
-                // … and changes over the change limit inside a frame that fits (refused on
-                // their size before anything else is read).
-                let huge = SignedChange {
-                    doc: DocId::Hub(hostile_key.id()),
-                    author: *hostile_key.id().as_bytes(),
-                    signature: vec![0; 64],
-                    change: noise(2, MAX_CHANGE_BYTES + 1024),
-                };
-                for p in &honest {
-                    for _ in 0..20 {
-                        let _ = net.request(*p, big.clone()).await;
-                        let _ = net.request(*p, push(std::slice::from_ref(&huge))).await;
-                        sent += 2;
-                    }
+        for shot in shots {
+            match shot {
+                Shot::Request(p, body, inputs) => {
+                    let _ = net.request(p, body).await;
+                    sent += inputs;
                 }
-            }
-            "truncated_frame" | "garbage_frame" => {
-                let valid = push(&changes(
-                    "non_member_document",
-                    4,
-                    &hostile_key,
-                    &fed.keys[0],
-                    &membership,
-                    genuine,
-                ));
-                for (pi, p) in honest.iter().enumerate() {
-                    for i in 0..FRAMES_PER_PEER {
-                        let frame = if kind == "truncated_frame" {
-                            valid[..(i * 37 + pi) % (valid.len() - 1) + 1].to_vec()
-                        } else {
-                            noise((i * 3 + pi) as u64, 16 + i % 512)
-                        };
-                        let _ = net.request(*p, frame).await;
-                        sent += 1;
-                    }
+                Shot::Gossip(body, inputs) => {
+                    net.publish_raw(body).await;
+                    sent += inputs;
                 }
-                if kind == "garbage_frame" {
-                    for i in 0..100 {
-                        net.publish_raw(noise(10_000 + i, 64 + i as usize)).await;
-                        sent += 1;
-                    }
-                }
-            }
-            "poisoned_sync" => {
-                // Range fingerprints that never match (forcing splits), paths out of range,
-                // counts that lie; wants for documents nobody has, with absurd clocks.
-                for (pi, p) in honest.iter().enumerate() {
-                    for i in 0..POISONED_PER_PEER {
-                        let request = if i % 2 == 0 {
-                            SyncRequest::Reconcile {
-                                name: None,
-                                ranges: (0..200)
-                                    .map(|r| RangeFingerprint {
-                                        path: noise((i * 1000 + r + pi) as u64, r % 24),
-                                        count: u32::MAX - r as u32,
-                                        fingerprint: [r as u8; 8],
-                                    })
-                                    .collect(),
-                            }
-                        } else {
-                            SyncRequest::Exchange {
-                                wants: (0..200)
-                                    .map(|w| Want {
-                                        key: (w as u64).wrapping_mul(0x9e37_79b9) ^ i as u64,
-                                        heads: vec![[w as u8; 32]],
-                                        clock: vec![wire::ActorSeq {
-                                            actor: noise(w as u64, 48),
-                                            seq: u64::MAX,
-                                        }],
-                                    })
-                                    .collect(),
-                            }
-                        };
-                        let _ = net.request(*p, wire::encode(&request)).await;
-                        sent += 1;
-                    }
-                }
-            }
-            "flood" => {
-                let ping = wire::encode(&SyncRequest::Reconcile {
-                    name: None,
-                    ranges: Vec::new(),
-                });
-                let mut set = tokio::task::JoinSet::new();
-                for p in &honest {
-                    for _ in 0..FLOOD_PER_PEER {
-                        let (net, p, ping) = (net.clone(), *p, ping.clone());
+                Shot::Flood(p, body, count) => {
+                    let mut set = tokio::task::JoinSet::new();
+                    for _ in 0..count {
+                        let (net, body) = (net.clone(), body.clone());
                         set.spawn(async move {
-                            let _ = net.request(p, ping).await;
+                            let _ = net.request(p, body).await;
                         });
-                        sent += 1;
                     }
-                }
-                while set.join_next().await.is_some() {}
-            }
-            change_kind => {
-                let bad = changes(
-                    change_kind,
-                    CHANGES_PER_PUSH,
-                    &hostile_key,
-                    &fed.keys[0],
-                    &membership,
-                    genuine,
-                );
-                for p in &honest {
-                    let _ = net.request(*p, push(&bad)).await;
-                    sent += bad.len();
-                }
-                for g in bad.chunks(CHANGES_PER_GOSSIP).take(GOSSIPS_PER_KIND) {
-                    net.publish_raw(gossip(g)).await;
-                    sent += g.len();
+                    while set.join_next().await.is_some() {}
+                    sent += count;
                 }
             }
         }
@@ -441,8 +472,9 @@ fn attack(kind: &'static str, h: &TestHub, fed: &Federation, genuine: &[SignedCh
 /// Phases of the honest queries: before any attack, while a kind is sent, while the next
 /// hostile node starts (not counted).
 const QUIET: u8 = 0;
-const ATTACK: u8 = 1;
-const SETUP: u8 = 2;
+const SETUP: u8 = 1;
+/// `ATTACK + i` while kind `KINDS[i]` is sent.
+const ATTACK: u8 = 2;
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -459,6 +491,7 @@ fn latency(samples: &[f64]) -> Latency {
         queries: s.len(),
         p50_ms: percentile(&s, 0.50),
         p99_ms: percentile(&s, 0.99),
+        max_ms: s.last().copied().unwrap_or(0.0),
     }
 }
 
@@ -497,7 +530,9 @@ pub fn run(fed: &Federation, quiet_for: Duration) -> anyhow::Result<Report> {
     let url = format!("{}/v1/search?q=robotics", fed.hubs[0].url());
     let stop = Arc::new(AtomicBool::new(false));
     let phase = Arc::new(AtomicU8::new(QUIET));
-    let samples: Arc<Mutex<(Vec<f64>, Vec<f64>)>> = Arc::default();
+    // Quiet samples, and per kind the samples while it was sent.
+    let samples: Arc<Mutex<(Vec<f64>, Vec<Vec<f64>>)>> =
+        Arc::new(Mutex::new((Vec::new(), vec![Vec::new(); KINDS.len()])));
     let querier = {
         let (stop, phase, samples) = (stop.clone(), phase.clone(), samples.clone());
         std::thread::spawn(move || {
@@ -512,11 +547,15 @@ pub fn run(fed: &Federation, quiet_for: Duration) -> anyhow::Result<Report> {
                     let mut s = samples.lock().unwrap_or_else(|p| p.into_inner());
                     match before {
                         QUIET => s.0.push(ms),
-                        ATTACK => s.1.push(ms),
-                        _ => {}
+                        SETUP => {}
+                        k => {
+                            if let Some(v) = s.1.get_mut((k - ATTACK) as usize) {
+                                v.push(ms);
+                            }
+                        }
                     }
                 }
-                std::thread::sleep(Duration::from_millis(10));
+                std::thread::sleep(Duration::from_millis(2));
             }
         })
     };
@@ -525,10 +564,11 @@ pub fn run(fed: &Federation, quiet_for: Duration) -> anyhow::Result<Report> {
 
     let mut sent = BTreeMap::new();
     let mut senders = Vec::new();
-    for kind in KINDS {
+    for (i, kind) in KINDS.into_iter().enumerate() {
         let h = fed.hostile()?;
-        phase.store(ATTACK, Ordering::Relaxed);
-        let n = attack(kind, &h, fed, &genuine);
+        let shots = aim(kind, &h, fed, &genuine);
+        phase.store(ATTACK + i as u8, Ordering::Relaxed);
+        let n = fire(&h, shots);
         phase.store(SETUP, Ordering::Relaxed);
         sent.insert(kind, n);
         senders.push((kind, h));
@@ -561,9 +601,15 @@ pub fn run(fed: &Federation, quiet_for: Duration) -> anyhow::Result<Report> {
             m["held_changes"].as_u64().unwrap_or(0)
         })
         .collect();
-    let (quiet, attacked) = {
+    let (quiet, attacked, by_kind) = {
         let s = samples.lock().unwrap_or_else(|p| p.into_inner());
-        (latency(&s.0), latency(&s.1))
+        let all: Vec<f64> = s.1.iter().flatten().copied().collect();
+        let by_kind: BTreeMap<&'static str, Latency> = KINDS
+            .iter()
+            .zip(&s.1)
+            .map(|(k, v)| (*k, latency(v)))
+            .collect();
+        (latency(&s.0), latency(&all), by_kind)
     };
     Ok(Report {
         total_sent: sent.values().sum(),
@@ -580,6 +626,7 @@ pub fn run(fed: &Federation, quiet_for: Duration) -> anyhow::Result<Report> {
         held,
         quiet,
         attack: attacked,
+        attack_by_kind: by_kind,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -17,6 +17,7 @@
 
 mod codec;
 pub mod guard;
+mod ingest;
 mod peer_limit;
 pub mod sync;
 
@@ -292,6 +293,8 @@ pub(crate) struct Shared {
     named: std::sync::Mutex<HashSet<PeerId>>,
     /// Per-peer rate limits and scores.
     pub guard: guard::Guard,
+    /// Verifies and stores what peers send, at a lower CPU priority (see [`ingest`]).
+    pub ingest: ingest::IngestWorker,
 }
 
 impl Shared {
@@ -438,6 +441,7 @@ pub async fn spawn(
         config: config.clone(),
         named: std::sync::Mutex::new(HashSet::new()),
         guard: guard::Guard::new(),
+        ingest: ingest::IngestWorker::spawn(catalogue.clone())?,
     });
     let handle = NetHandle {
         tx,

@@ -53,15 +53,16 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         .map_err(|e| anyhow!("background task failed: {e}"))
 }
 
+/// Verify and store changes from a peer (on the node's peer-ingest thread: see
+/// [`super::ingest`]).
 async fn ingest(
-    cat: &Arc<Catalogue>,
+    shared: &super::Shared,
     envelopes: Vec<SignedChange>,
 ) -> anyhow::Result<IngestReport> {
     if envelopes.is_empty() {
         return Ok(IngestReport::default());
     }
-    let cat = cat.clone();
-    Ok(blocking(move || cat.ingest(envelopes, hubcat_protocol::now_ms())).await??)
+    shared.ingest.ingest(envelopes).await
 }
 
 async fn doc_set(cat: &Arc<Catalogue>) -> anyhow::Result<DocSet> {
@@ -194,7 +195,7 @@ pub async fn run_session(handle: &NetHandle, peer: PeerId) -> anyhow::Result<Ses
             envelopes.extend(wire::envelopes(&doc, changes));
             seen.push(doc);
         }
-        let r = ingest(cat, envelopes).await?;
+        let r = ingest(handle.shared(), envelopes).await?;
         account(handle, peer, &r, &mut report).await;
         if !more {
             break;
@@ -424,7 +425,7 @@ async fn answer(
                 .into_iter()
                 .flat_map(|d| wire::envelopes(&d.doc, d.changes))
                 .collect();
-            let r = ingest(cat, envelopes).await?;
+            let r = ingest(handle.shared(), envelopes).await?;
             if !r.refused.is_empty() {
                 handle.penalise(peer, r.refused.len()).await;
             }
@@ -463,7 +464,7 @@ pub async fn on_gossip(handle: &NetHandle, source: PeerId, data: &[u8]) -> Messa
         changes,
     } = gossip;
     let cat = &shared.catalogue;
-    match ingest(cat, wire::envelopes(&doc, changes)).await {
+    match ingest(handle.shared(), wire::envelopes(&doc, changes)).await {
         Ok(r) if !r.refused.is_empty() => {
             tracing::warn!(
                 peer = %source,
@@ -523,7 +524,7 @@ async fn fetch_doc(handle: &NetHandle, peer: PeerId, doc: DocId) -> anyhow::Resu
             }
             envelopes.extend(wire::envelopes(&reply.doc, reply.changes));
         }
-        let r = ingest(&cat, envelopes).await?;
+        let r = ingest(handle.shared(), envelopes).await?;
         account(handle, peer, &r, &mut report).await;
         if !more || r.accepted == 0 {
             return Ok(());

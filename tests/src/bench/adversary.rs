@@ -53,13 +53,25 @@ pub fn run(args: &AdversaryArgs) -> anyhow::Result<bool> {
     let target_met = nothing_in && p50_ratio <= 2.0 && p99_ratio <= 2.0;
 
     let mut t = Table::default();
-    t.row(["kind", "inputs sent", "graylisted on", "banned on"]);
+    t.row([
+        "kind",
+        "inputs sent",
+        "graylisted on",
+        "banned on",
+        "queries",
+        "p50 ms",
+        "max ms",
+    ]);
     for kind in KINDS {
+        let lat = &report.attack_by_kind[kind];
         t.row([
             kind.to_string(),
             group(report.sent[kind] as f64),
             format!("{} of 3", report.graylisted[kind]),
             format!("{} of 3", report.banned[kind]),
+            lat.queries.to_string(),
+            format!("{:.2}", lat.p50_ms),
+            format!("{:.2}", lat.max_ms),
         ]);
     }
     t.row([
