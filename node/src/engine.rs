@@ -534,19 +534,26 @@ impl State {
         }
     }
 
+    /// Every vote in the federation's membership document (settled first); `None` when the
+    /// node belongs to no federation.
+    fn votes(&mut self) -> Option<Vec<Vote>> {
+        let doc = self.federation.as_ref()?.doc.clone();
+        self.settle_doc(&doc);
+        Some(
+            self.docs
+                .get(&doc)
+                .map(|ds| membership::votes_in(ds.doc.automerge()))
+                .unwrap_or_default(),
+        )
+    }
+
     /// Re-read the membership from the federation's document and show or hide each hub's
     /// records accordingly (all of them when `all`, else those whose standing changed). Returns
     /// whether any hub's standing changed.
     fn apply_membership(&mut self, all: bool) -> bool {
-        let Some(doc) = self.federation.as_ref().map(|f| f.doc.clone()) else {
+        let Some(votes) = self.votes() else {
             return false;
         };
-        self.settle_doc(&doc);
-        let votes = self
-            .docs
-            .get(&doc)
-            .map(|ds| membership::votes_in(ds.doc.automerge()))
-            .unwrap_or_default();
         let Some(fed) = self.federation.as_mut() else {
             return false;
         };
@@ -1545,18 +1552,12 @@ impl Catalogue {
         &self,
         state: &'s mut State,
     ) -> Result<(&'s Federation, Vec<Vote>), EngineError> {
-        let Some(doc) = state.federation.as_ref().map(|f| f.doc.clone()) else {
+        let Some(votes) = state.votes() else {
             return Err(EngineError::Invalid(RecordError::field(
                 "federation",
                 "this node belongs to no federation; join one with `hubcat federation join`",
             )));
         };
-        state.settle_doc(&doc);
-        let votes = state
-            .docs
-            .get(&doc)
-            .map(|ds| membership::votes_in(ds.doc.automerge()))
-            .unwrap_or_default();
         let fed = state
             .federation
             .as_ref()
@@ -1618,13 +1619,7 @@ impl Catalogue {
     /// the node belongs to no federation.
     pub fn members(&self) -> Option<MembersReport> {
         let mut state = self.lock();
-        let doc = state.federation.as_ref()?.doc.clone();
-        state.settle_doc(&doc);
-        let votes = state
-            .docs
-            .get(&doc)
-            .map(|ds| membership::votes_in(ds.doc.automerge()))
-            .unwrap_or_default();
+        let votes = state.votes()?;
         let fed = state.federation.as_ref()?;
         Some(members::report(fed, &fed.by_hub(&votes)))
     }

@@ -296,7 +296,23 @@ impl AuthorCache {
 /// changes instead of returning an error (found by fuzzing `fuzz/fuzz_targets/change_envelope.rs`:
 /// a truncated LEB128 number inside a column), so the decoder runs under `catch_unwind` and a
 /// panic becomes a refusal like any other undecodable change.
+///
+/// Only an uncompressed change chunk is taken (Automerge's magic bytes, a checksum, then chunk
+/// type 1): that is all a node ever signs. Other chunk types go to other decoders in Automerge —
+/// the bundle decoder allocated over 3 GB for a 27-byte input the fuzzer found, and a
+/// compressed change inflates — so they are refused before Automerge reads them.
 pub fn decode_change(bytes: &[u8]) -> Result<Change, ChangeError> {
+    const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+    const CHANGE_CHUNK: u8 = 1;
+    if bytes.len() < 9 || bytes[..4] != MAGIC {
+        return Err(ChangeError::Decode("not an Automerge change".into()));
+    }
+    if bytes[8] != CHANGE_CHUNK {
+        return Err(ChangeError::Decode(format!(
+            "chunk type {} is not an uncompressed change",
+            bytes[8]
+        )));
+    }
     match std::panic::catch_unwind(|| Change::try_from(bytes)) {
         Ok(Ok(change)) => Ok(change),
         Ok(Err(e)) => Err(ChangeError::Decode(e.to_string())),
@@ -586,6 +602,26 @@ mod tests {
             verify(env, NOW),
             Err(ChangeError::ActorNotAuthor(_))
         ));
+    }
+
+    #[test]
+    fn only_uncompressed_change_chunks_reach_the_automerge_decoder() {
+        // A 27-byte bundle chunk the fuzzer found: Automerge's bundle decoder allocates over
+        // 3 GB for it.
+        let bomb: [u8; 27] = [
+            0x85, 0x6f, 0x4a, 0x83, 0x1b, 0x26, 0xf6, 0x40, 0x3, 0x10, 0x0, 0x0, 0x1, 0x1, 0x0,
+            0x1, 0x23, 0x7, 0xff, 0xe6, 0xff, 0xba, 0x1, 0x0, 0x0, 0x5, 0x2,
+        ];
+        match decode_change(&bomb) {
+            Err(ChangeError::Decode(d)) => assert!(d.contains("chunk type 3"), "{d}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(decode_change(b"hello").is_err());
+        // Every change a node makes is an uncompressed change chunk.
+        let key = HubKey::from_secret_bytes(&[1; 32]).expect("key");
+        let env = signed(&key, "a");
+        assert_eq!(env.change[8], 1);
+        assert!(decode_change(&env.change).is_ok());
     }
 
     #[test]

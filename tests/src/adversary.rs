@@ -28,7 +28,7 @@ use libp2p::PeerId;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::{wait_until, PreparedHub, TestHub};
+use crate::{genesis_federation, wait_until, TestHub};
 
 /// Bad changes in one pushed message (each judged on its own by the receiving node).
 const CHANGES_PER_PUSH: usize = 300;
@@ -101,30 +101,12 @@ pub struct Federation {
 
 impl Federation {
     pub fn start(records_per_hub: usize) -> anyhow::Result<Federation> {
-        let prepared: Vec<PreparedHub> = [("HDS", "SE"), ("GAL", "ES"), ("THESS", "GR")]
+        let (hubs, _, genesis, id) =
+            genesis_federation(&[("HDS", "SE"), ("GAL", "ES"), ("THESS", "GR")], &[], 2)?;
+        let keys: Vec<HubKey> = hubs
             .iter()
-            .map(|(n, c)| TestHub::prepare(n, c))
-            .collect::<anyhow::Result<_>>()?;
-        let keys: Vec<HubKey> = prepared.iter().map(|p| p.key()).collect();
-        let dids: Vec<String> = keys.iter().map(|k| k.id().to_did()).collect();
-        let mut genesis = Genesis::new("health-hubs", &dids, 2, "2026-12-02T10:00:00Z")?;
-        for k in &keys {
-            genesis.sign(k)?;
-        }
-        let id = genesis.verify()?;
-        for p in &prepared {
-            federation::adopt(&p.data_dir, &genesis, &id)?;
-        }
-        let mut prepared = prepared.into_iter();
-        let first = prepared
-            .next()
-            .ok_or_else(|| anyhow::anyhow!("no hub"))?
-            .start_configured(&[], &[])?;
-        let boot = [first.p2p_addr()];
-        let mut hubs = vec![first];
-        for p in prepared {
-            hubs.push(p.start_configured(&boot, &[])?);
-        }
+            .map(|h| h.data_dir.load_key())
+            .collect::<Result<_, _>>()?;
         for (i, h) in hubs.iter().enumerate() {
             for r in 0..records_per_hub {
                 h.publish_ok(

@@ -182,6 +182,51 @@ pub struct TestHub {
     tmp: tempfile::TempDir,
 }
 
+/// Hubs of a federation founded by a genesis: `founders` sign it, every hub (founders first,
+/// then `others`) joins it, the first founder starts first and the others bootstrap from it.
+/// Returns the running hubs, their dids in the same order, the genesis and its id.
+pub fn genesis_federation(
+    founders: &[(&str, &str)],
+    others: &[(&str, &str)],
+    quorum: u32,
+) -> anyhow::Result<(
+    Vec<TestHub>,
+    Vec<String>,
+    hubcat_protocol::genesis::Genesis,
+    String,
+)> {
+    let prepared: Vec<PreparedHub> = founders
+        .iter()
+        .chain(others)
+        .map(|(name, country)| TestHub::prepare(name, country))
+        .collect::<anyhow::Result<_>>()?;
+    let dids: Vec<String> = prepared.iter().map(PreparedHub::did).collect();
+    let mut genesis = hubcat_protocol::genesis::Genesis::new(
+        "health-hubs",
+        &dids[..founders.len()],
+        quorum,
+        "2026-12-02T10:00:00Z",
+    )?;
+    for p in &prepared[..founders.len()] {
+        genesis.sign(&p.key())?;
+    }
+    let id = genesis.verify()?;
+    for p in &prepared {
+        hubcat_node::federation::adopt(&p.data_dir, &genesis, &id)?;
+    }
+    let mut prepared = prepared.into_iter();
+    let first = prepared
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no founder"))?
+        .start_configured(&[], &[])?;
+    let boot = [first.p2p_addr()];
+    let mut hubs = vec![first];
+    for p in prepared {
+        hubs.push(p.start_configured(&boot, &[])?);
+    }
+    Ok((hubs, dids, genesis, id))
+}
+
 /// A hub's data directory, created but not started (see [`TestHub::prepare`]).
 pub struct PreparedHub {
     tmp: tempfile::TempDir,

@@ -6,10 +6,8 @@
 
 use std::time::Duration;
 
-use hubcat_node::federation;
-use hubcat_protocol::genesis::Genesis;
 use hubcat_protocol::{change, CatalogueDoc, HubKey, Record};
-use hubcat_tests::{urlencode, wait_until, PreparedHub, TestHub};
+use hubcat_tests::{genesis_federation, urlencode, wait_until, TestHub};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -74,30 +72,12 @@ fn settle() {
 
 #[test]
 fn three_founders_with_quorum_two_admit_suspend_and_reinstate_a_hub_everywhere() {
-    let prepared: Vec<PreparedHub> = [("HDS", "SE"), ("GAL", "ES"), ("THESS", "GR"), ("NEW", "PT")]
-        .iter()
-        .map(|(n, c)| TestHub::prepare(n, c).expect("prepare"))
-        .collect();
-    let dids: Vec<String> = prepared.iter().map(|p| p.did()).collect();
-    let mut genesis =
-        Genesis::new("health-hubs", &dids[..3], 2, "2026-12-02T10:00:00Z").expect("genesis");
-    for p in &prepared[..3] {
-        genesis.sign(&p.key()).expect("founder signs");
-    }
-    let id = genesis.verify().expect("every founder signed");
-    for p in &prepared {
-        federation::adopt(&p.data_dir, &genesis, &id).expect("join");
-    }
-    let mut prepared = prepared.into_iter();
-    let a = prepared
-        .next()
-        .expect("a")
-        .start_configured(&[], &[])
-        .expect("start a");
-    let boot = [a.p2p_addr()];
-    let hubs: Vec<TestHub> = std::iter::once(a)
-        .chain(prepared.map(|p| p.start_configured(&boot, &[]).expect("start")))
-        .collect();
+    let (hubs, dids, _, _) = genesis_federation(
+        &[("HDS", "SE"), ("GAL", "ES"), ("THESS", "GR")],
+        &[("NEW", "PT")],
+        2,
+    )
+    .expect("federation");
     let (founders, newcomer) = hubs.split_at(3);
     let d = &newcomer[0];
     let d_did = &dids[3];
@@ -249,37 +229,14 @@ fn three_founders_with_quorum_two_admit_suspend_and_reinstate_a_hub_everywhere()
 
 #[test]
 fn a_hub_rotates_its_key_and_members_recover_a_leaked_one_across_the_federation() {
-    let prepared: Vec<PreparedHub> = [("HDS", "SE"), ("GAL", "ES"), ("THESS", "GR")]
-        .iter()
-        .map(|(n, c)| TestHub::prepare(n, c).expect("prepare"))
-        .collect();
-    let dids: Vec<String> = prepared.iter().map(|p| p.did()).collect();
-    let mut genesis =
-        Genesis::new("health-hubs", &dids, 2, "2026-12-02T10:00:00Z").expect("genesis");
-    for p in &prepared {
-        genesis.sign(&p.key()).expect("founder signs");
-    }
-    let id = genesis.verify().expect("signed");
-    for p in &prepared {
-        federation::adopt(&p.data_dir, &genesis, &id).expect("join");
-    }
-    let mut prepared = prepared.into_iter();
-    let a = prepared
-        .next()
-        .expect("a")
-        .start_configured(&[], &[])
-        .expect("a");
-    let boot = [a.p2p_addr()];
-    let b = prepared
-        .next()
-        .expect("b")
-        .start_configured(&boot, &[])
-        .expect("b");
-    let mut c = prepared
-        .next()
-        .expect("c")
-        .start_configured(&boot, &[])
-        .expect("c");
+    let (hubs, dids, _, _) =
+        genesis_federation(&[("HDS", "SE"), ("GAL", "ES"), ("THESS", "GR")], &[], 2)
+            .expect("federation");
+    let mut hubs = hubs.into_iter();
+    let (a, b, mut c) = match (hubs.next(), hubs.next(), hubs.next()) {
+        (Some(a), Some(b), Some(c)) => (a, b, c),
+        _ => panic!("three hubs"),
+    };
     let c_did = dids[2].clone();
 
     c.publish_ok(&service("lab", "robotics"));

@@ -28,6 +28,20 @@ pub fn routes() -> Router<ApiState> {
         .route("/v1/key/rotate", post(rotate))
 }
 
+/// Parse a JSON body; the error names the field serde names (`unknown field `x``, `missing
+/// field `x``), else the body.
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        let detail = e.to_string();
+        let field = ["unknown field `", "missing field `"]
+            .iter()
+            .find_map(|p| detail.strip_prefix(p)?.split('`').next())
+            .unwrap_or("body")
+            .to_owned();
+        ApiError::bad_field(&field, format!("not {what}: {detail}"))
+    })
+}
+
 fn no_federation() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
@@ -99,16 +113,7 @@ pub(crate) async fn vote(
 ) -> Result<impl IntoResponse, ApiError> {
     authorised(&headers, &s.token)?;
     let body = body.map_err(body_error)?;
-    let input: VoteInput = serde_json::from_slice(&body).map_err(|e| {
-        let detail = e.to_string();
-        // `unknown field `x`, expected …` and `missing field `x`` name the field.
-        let field = ["unknown field `", "missing field `"]
-            .iter()
-            .find_map(|p| detail.strip_prefix(p)?.split('`').next())
-            .unwrap_or("body")
-            .to_owned();
-        ApiError::bad_field(&field, format!("not a vote: {detail}"))
-    })?;
+    let input: VoteInput = parse_body(&body, "a vote")?;
     let action = match input.action.as_str() {
         "endorse" => Action::Endorse,
         "suspend" => Action::Suspend,
@@ -209,15 +214,7 @@ pub(crate) async fn rotate(
     let input: RotateInput = if body.is_empty() {
         RotateInput::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            let detail = e.to_string();
-            let field = detail
-                .strip_prefix("unknown field `")
-                .and_then(|r| r.split('`').next())
-                .unwrap_or("body")
-                .to_owned();
-            ApiError::bad_field(&field, format!("not a rotation request: {detail}"))
-        })?
+        parse_body(&body, "a rotation request")?
     };
     let c = s.catalogue.clone();
     let dd = s.data_dir.clone();
