@@ -7,7 +7,7 @@
 //! at a time, with a nice value of 10: when the cores are busy the scheduler gives it about a
 //! tenth of a core's share against the API, and when they are idle it runs at full speed.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use hubcat_protocol::SignedChange;
 use tokio::sync::{mpsc, oneshot};
@@ -30,14 +30,21 @@ pub struct IngestWorker {
 }
 
 impl IngestWorker {
-    pub fn spawn(catalogue: Arc<Catalogue>) -> std::io::Result<Self> {
+    pub fn spawn(catalogue: &Arc<Catalogue>) -> std::io::Result<Self> {
+        // Weak: the worker must not keep the catalogue (and its store) open after the node
+        // has stopped.
+        let catalogue: Weak<Catalogue> = Arc::downgrade(catalogue);
         let (tx, mut rx) = mpsc::channel::<Job>(QUEUE);
         std::thread::Builder::new()
             .name("hubcat-peer-ingest".into())
             .spawn(move || {
                 lower_priority();
                 while let Some((envelopes, reply)) = rx.blocking_recv() {
+                    let Some(catalogue) = catalogue.upgrade() else {
+                        break;
+                    };
                     let report = catalogue.ingest(envelopes, hubcat_protocol::now_ms());
+                    drop(catalogue);
                     // The asker may have given up (its request timed out): nothing to tell.
                     let _ = reply.send(report);
                 }

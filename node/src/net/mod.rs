@@ -441,7 +441,7 @@ pub async fn spawn(
         config: config.clone(),
         named: std::sync::Mutex::new(HashSet::new()),
         guard: guard::Guard::new(),
-        ingest: ingest::IngestWorker::spawn(catalogue.clone())?,
+        ingest: ingest::IngestWorker::spawn(&catalogue)?,
     });
     let handle = NetHandle {
         tx,
