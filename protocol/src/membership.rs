@@ -8,11 +8,16 @@
 //! endorse/<target did>/0/<voter did>        admit the target
 //! suspend/<target did>/<case>/<voter did>   suspend the target (case 1, 2, …)
 //! reinstate/<target did>/<case>/<voter did> lift suspension number <case>
+//! rotate/<hub did>/<step>/<signer did>       the hub's current key hands over (step 1, 2, …)
+//! recover/<hub did>/<step>/<voter did>       a member gives the hub a new key at that step
 //! ```
 //!
-//! The value is a small JSON object, `{"reason": "…", "at": "<RFC 3339>"}`. A change may only
-//! put votes naming its own author as the voter (so nobody can vote in a member's name) and
-//! never deletes one: votes are a signed, append-only record of who decided what, and when.
+//! The value is a small JSON object, `{"reason": "…", "at": "<RFC 3339>"}`; rotations and
+//! recoveries add the new `key` and the `clock` where the old key's changes end (see
+//! [`Successor`]). A change may only put votes naming its own author — the key that signed
+//! it — as the voter (so nobody can vote in a member's name) and never deletes one: votes are
+//! a signed, append-only record of who decided what, and when. A vote counts for the hub whose
+//! key signed it ([`KeyBook::hub_of`]).
 //!
 //! **The rule** ([`evaluate`]): founders are admitted at the genesis; another hub is admitted
 //! once `quorum` admitted hubs other than itself have endorsed it, and stays admitted. An
@@ -21,7 +26,8 @@
 //! by case, so a hub can be suspended, reinstated and suspended again. Members are the admitted
 //! hubs not suspended. The evaluation reads the votes alone — never arrival order or clocks —
 //! and involves no circular counting (admission only grows; suspension counts admitted
-//! voters), so every node holding the same votes reaches the same members.
+//! voters), so every node holding the same votes reaches the same members. Keys are read the
+//! same way ([`key_book`], [`evaluate_all`]): step by step from each hub's own key.
 //!
 //! Votes a hub cast while a member stand after it is suspended; what stops a suspended hub
 //! from voting on is the node, which accepts changes to the membership document, like changes

@@ -451,6 +451,9 @@ fn fire(h: &TestHub, shots: Vec<Shot>) -> usize {
     })
 }
 
+/// Honest query latencies (ms): quiet, then per kind while it was sent.
+type Samples = (Vec<f64>, Vec<Vec<f64>>);
+
 /// Phases of the honest queries: before any attack, while a kind is sent, while the next
 /// hostile node starts (not counted).
 const QUIET: u8 = 0;
@@ -513,7 +516,7 @@ pub fn run(fed: &Federation, quiet_for: Duration) -> anyhow::Result<Report> {
     let stop = Arc::new(AtomicBool::new(false));
     let phase = Arc::new(AtomicU8::new(QUIET));
     // Quiet samples, and per kind the samples while it was sent.
-    let samples: Arc<Mutex<(Vec<f64>, Vec<Vec<f64>>)>> =
+    let samples: Arc<Mutex<Samples>> =
         Arc::new(Mutex::new((Vec::new(), vec![Vec::new(); KINDS.len()])));
     let querier = {
         let (stop, phase, samples) = (stop.clone(), phase.clone(), samples.clone());
