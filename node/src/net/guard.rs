@@ -11,7 +11,8 @@
 //!
 //! A peer whose score falls to [`GRAYLIST_SCORE`] is graylisted — gossipsub's own threshold,
 //! since our score is its application score — and at [`BAN_SCORE`] it is banned for
-//! [`BAN_FOR`]. Changes by hubs that are not members (yet) cost nothing: an honest peer relays
+//! [`BAN_FOR`]. A score recovers by one offence a minute ([`RECOVER_EVERY`]), so an honest
+//! peer that erred (a clock running fast, say) is heard again once it stops. Changes by hubs that are not members (yet) cost nothing: an honest peer relays
 //! them before it learns the membership, and they are held, not applied (see
 //! `engine::members`).
 
@@ -31,6 +32,8 @@ pub const GRAYLIST_SCORE: f64 = -80.0;
 pub const BAN_SCORE: f64 = -400.0;
 /// How long a ban lasts; the peer starts again from a score just above the graylist.
 pub const BAN_FOR: Duration = Duration::from_secs(600);
+/// A score regains one offence's [`PENALTY`] per this long, up to 0.
+pub const RECOVER_EVERY: Duration = Duration::from_secs(60);
 /// Gossip messages a peer may send per second, and in a burst (a hub importing its
 /// catalogue announces a few hundred changes a second, grouped by document).
 const GOSSIP_PER_SEC: u32 = 500;
@@ -46,11 +49,35 @@ pub struct Guard {
     scores: Mutex<HashMap<PeerId, Standing>>,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 struct Standing {
     score: f64,
+    /// When `score` was last brought up to date.
+    at: Instant,
     offences: u64,
     banned_until: Option<Instant>,
+}
+
+impl Standing {
+    fn new() -> Self {
+        Standing {
+            score: 0.0,
+            at: Instant::now(),
+            offences: 0,
+            banned_until: None,
+        }
+    }
+
+    /// The score now, with the offences forgiven since it was last brought up to date.
+    fn recover(&mut self, now: Instant) -> f64 {
+        let periods = (now.saturating_duration_since(self.at).as_secs() / RECOVER_EVERY.as_secs())
+            .min(u32::MAX as u64) as u32;
+        if periods > 0 {
+            self.score = (self.score + PENALTY * f64::from(periods)).min(0.0);
+            self.at += RECOVER_EVERY * periods;
+        }
+        self.score
+    }
 }
 
 /// What a penalty did to a peer.
@@ -100,8 +127,8 @@ impl Guard {
     /// Lower `peer`'s score for `offences` offences.
     pub fn penalise(&self, peer: PeerId, offences: usize) -> Verdict {
         let mut scores = self.lock();
-        let s = scores.entry(peer).or_default();
-        let before = s.score;
+        let s = scores.entry(peer).or_insert_with(Standing::new);
+        let before = s.recover(Instant::now());
         s.score -= PENALTY * offences as f64;
         s.offences += offences as u64;
         let ban = before > BAN_SCORE && s.score <= BAN_SCORE;
@@ -116,7 +143,9 @@ impl Guard {
 
     /// The peer's score (0 for a peer that never offended).
     pub fn score(&self, peer: &PeerId) -> f64 {
-        self.lock().get(peer).map_or(0.0, |s| s.score)
+        self.lock()
+            .get_mut(peer)
+            .map_or(0.0, |s| s.recover(Instant::now()))
     }
 
     /// Offences counted against the peer.
@@ -144,6 +173,7 @@ impl Guard {
             if s.banned_until.is_some_and(|until| until <= now) {
                 s.banned_until = None;
                 s.score = GRAYLIST_SCORE + PENALTY;
+                s.at = now;
                 out.push(*peer);
             }
         }
@@ -174,6 +204,19 @@ mod tests {
         assert!(!guard.penalise(bad, 1).ban);
         assert!(!guard.is_graylisted(&good) && !guard.is_banned(&good));
         assert_eq!(guard.offences(&bad), (to_graylist + to_ban + 1) as u64);
+    }
+
+    #[test]
+    fn a_score_recovers_one_offence_a_minute_and_never_above_zero() {
+        let mut s = Standing::new();
+        s.score = GRAYLIST_SCORE;
+        let start = s.at;
+        assert_eq!(s.recover(start + Duration::from_secs(59)), GRAYLIST_SCORE);
+        assert_eq!(
+            s.recover(start + Duration::from_secs(61)),
+            GRAYLIST_SCORE + PENALTY
+        );
+        assert_eq!(s.recover(start + Duration::from_secs(3600)), 0.0);
     }
 
     #[test]
