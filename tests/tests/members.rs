@@ -276,8 +276,37 @@ fn a_hub_rotates_its_key_and_members_recover_a_leaked_one_across_the_federation(
             )),
         "the new key's record is served everywhere, and the old key's records stay"
     );
+    // A node stopped after signing the handover but before moving the new key into place
+    // (the old key still in hub.key, the new one in hub.key.next) finishes it at its start.
+    c.stop().expect("stop");
+    std::fs::remove_file(c.data_dir.key_path()).expect("remove hub.key");
+    c.data_dir.write_next_key(&old_key).expect("write");
+    std::fs::rename(c.data_dir.next_key_path(), c.data_dir.key_path()).expect("old key back");
+    c.data_dir
+        .write_next_key(&signing)
+        .expect("new key in hub.key.next");
     // After a restart the node signs with the new key (its peer id follows it).
-    c.restart().expect("restart");
+    c.resume().expect("resume");
+    assert!(
+        !c.data_dir.next_key_path().exists(),
+        "the handover was finished"
+    );
+    assert_eq!(
+        c.data_dir.load_key().expect("key").id().to_did(),
+        new_did,
+        "hub.key holds the new key again"
+    );
+    // A hub.key.next whose handover never happened is forgotten.
+    c.stop().expect("stop");
+    c.data_dir
+        .write_next_key(&HubKey::generate().expect("key"))
+        .expect("write");
+    c.resume().expect("resume");
+    assert!(
+        !c.data_dir.next_key_path().exists(),
+        "the unused key is gone"
+    );
+    assert_eq!(c.data_dir.load_key().expect("key").id().to_did(), new_did);
     c.publish_ok(&service("imaging", "imaging"));
     assert!(wait_until(WAIT, || found(&a, "imaging", &c_did) == 1));
 
