@@ -96,7 +96,8 @@ fn b64() -> base64::engine::GeneralPurpose {
 }
 
 impl BundleChange {
-    /// The entry of a hub document's change (the membership document is not bundled).
+    /// The entry of a change: a hub document's, naming the records it writes, or the
+    /// membership document's (no records).
     pub fn of(change: &SignedChange, hash: &automerge::ChangeHash, slots: &[Slot]) -> Self {
         BundleChange {
             doc: change.doc.to_string(),
