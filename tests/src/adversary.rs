@@ -4,7 +4,8 @@
 //! the federation's genesis but is no member, talking to the honest nodes over libp2p (sync
 //! requests and gossip) with messages it forges — so each kind is judged on its own, not
 //! turned away at the door because an earlier kind already got its sender graylisted. Honest
-//! queries run against one honest node throughout, quiet first, then under attack.
+//! queries run against one honest node throughout, quiet first, then under attack. The honest
+//! side runs on one CPU and the attackers on another (see [`HONEST_CPU`]).
 //!
 //! [`run`] returns what happened: inputs sent per kind, changes accepted on each honest node
 //! (must stay 0), which hostile peers each honest node graylisted or banned, and the query
@@ -28,7 +29,14 @@ use libp2p::PeerId;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::{genesis_federation, wait_until, TestHub};
+use crate::{genesis_federation, pin_to_cpu, wait_until, TestHub};
+
+/// The honest nodes and the honest client run on one CPU, the hostile nodes on another: the
+/// attackers' own work (forging, sending, encrypting) takes a CPU of its own, as it would on
+/// another machine, so the latency measured is what the attack makes the honest side do. On a
+/// one-CPU machine everything shares it.
+const HONEST_CPU: usize = 0;
+const HOSTILE_CPU: usize = 1;
 
 /// Bad changes in one pushed message (each judged on its own by the receiving node).
 const CHANGES_PER_PUSH: usize = 300;
@@ -101,8 +109,12 @@ pub struct Federation {
 
 impl Federation {
     pub fn start(records_per_hub: usize) -> anyhow::Result<Federation> {
-        let (hubs, _, genesis, id) =
-            genesis_federation(&[("HDS", "SE"), ("GAL", "ES"), ("THESS", "GR")], &[], 2)?;
+        let (hubs, _, genesis, id) = genesis_federation(
+            &[("HDS", "SE"), ("GAL", "ES"), ("THESS", "GR")],
+            &[],
+            2,
+            Some(HONEST_CPU),
+        )?;
         let keys: Vec<HubKey> = hubs
             .iter()
             .map(|h| h.data_dir.load_key())
@@ -137,7 +149,7 @@ impl Federation {
     /// A hostile node: joined to the genesis (so it speaks the federation's protocols), no
     /// member, connected to every honest node.
     fn hostile(&self) -> anyhow::Result<TestHub> {
-        let p = TestHub::prepare("HOSTILE", "SE")?;
+        let p = TestHub::prepare("HOSTILE", "SE")?.on_cpu(HOSTILE_CPU);
         federation::adopt(&p.data_dir, &self.genesis, &self.id)?;
         let boot: Vec<String> = self.hubs.iter().map(|h| h.p2p_addr()).collect();
         let h = p.start_configured(&boot, &[])?;
@@ -521,6 +533,7 @@ pub fn run(fed: &Federation, quiet_for: Duration) -> anyhow::Result<Report> {
     let querier = {
         let (stop, phase, samples) = (stop.clone(), phase.clone(), samples.clone());
         std::thread::spawn(move || {
+            pin_to_cpu(HONEST_CPU);
             let http = reqwest::blocking::Client::new();
             while !stop.load(Ordering::Relaxed) {
                 let before = phase.load(Ordering::Relaxed);

@@ -183,12 +183,14 @@ pub struct TestHub {
 }
 
 /// Hubs of a federation founded by a genesis: `founders` sign it, every hub (founders first,
-/// then `others`) joins it, the first founder starts first and the others bootstrap from it.
+/// then `others`) joins it, the first founder starts first and the others bootstrap from it;
+/// all on CPU `cpu` when given.
 /// Returns the running hubs, their dids in the same order, the genesis and its id.
 pub fn genesis_federation(
     founders: &[(&str, &str)],
     others: &[(&str, &str)],
     quorum: u32,
+    cpu: Option<usize>,
 ) -> anyhow::Result<(
     Vec<TestHub>,
     Vec<String>,
@@ -198,7 +200,13 @@ pub fn genesis_federation(
     let prepared: Vec<PreparedHub> = founders
         .iter()
         .chain(others)
-        .map(|(name, country)| TestHub::prepare(name, country))
+        .map(|(name, country)| {
+            let p = TestHub::prepare(name, country)?;
+            Ok(match cpu {
+                Some(cpu) => p.on_cpu(cpu),
+                None => p,
+            })
+        })
         .collect::<anyhow::Result<_>>()?;
     let dids: Vec<String> = prepared.iter().map(PreparedHub::did).collect();
     let mut genesis = hubcat_protocol::genesis::Genesis::new(
@@ -227,13 +235,36 @@ pub fn genesis_federation(
     Ok((hubs, dids, genesis, id))
 }
 
+/// Keep the calling thread (and the threads it starts) on CPU `cpu`. Where that CPU does not
+/// exist, the thread stays where it is.
+pub fn pin_to_cpu(cpu: usize) {
+    // SAFETY: the CPU set is a plain bit set on the stack, initialised by CPU_ZERO before use;
+    // sched_setaffinity reads it and changes only the calling thread's affinity.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_ZERO(&mut set);
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
 /// A hub's data directory, created but not started (see [`TestHub::prepare`]).
 pub struct PreparedHub {
     tmp: tempfile::TempDir,
     pub data_dir: DataDir,
+    /// Run the node's threads on this CPU only (see [`PreparedHub::on_cpu`]).
+    cpu: Option<usize>,
 }
 
 impl PreparedHub {
+    /// Run every thread of the node on CPU `cpu` (its runtime's workers and blocking pool, and
+    /// the threads they start): a hub sharing a machine with another one's load, as in the
+    /// adversary bench, where the attackers run on the other CPU as they would elsewhere.
+    pub fn on_cpu(mut self, cpu: usize) -> Self {
+        self.cpu = Some(cpu);
+        self
+    }
+
     /// The hub's key.
     pub fn key(&self) -> hubcat_protocol::HubKey {
         self.data_dir.load_key().expect("hub key")
@@ -250,7 +281,7 @@ impl PreparedHub {
         bootstrap: &[String],
         overrides: &[(&'static str, toml::Value)],
     ) -> anyhow::Result<TestHub> {
-        let PreparedHub { tmp, data_dir } = self;
+        let PreparedHub { tmp, data_dir, cpu } = self;
         // Tests poll and query their hubs from one address far faster than a person would:
         // the read rate limit is off unless a test sets it (tests/tests/single_node.rs does).
         let mut flags: Vec<(&'static str, toml::Value)> = vec![
@@ -273,6 +304,11 @@ impl PreparedHub {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
+            .on_thread_start(move || {
+                if let Some(cpu) = cpu {
+                    pin_to_cpu(cpu);
+                }
+            })
             .build()?;
         let node = runtime.block_on(hubcat_node::node::start(&data_dir, &config))?;
         // Keep the libp2p port across stop/resume, so peers that bootstrap from this hub find
@@ -338,7 +374,11 @@ impl TestHub {
             listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
             bootstrap: Vec::new(),
         })?;
-        Ok(PreparedHub { tmp, data_dir })
+        Ok(PreparedHub {
+            tmp,
+            data_dir,
+            cpu: None,
+        })
     }
 
     /// The running node (panics between [`TestHub::stop`] and [`TestHub::resume`]).

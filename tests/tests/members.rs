@@ -76,6 +76,7 @@ fn three_founders_with_quorum_two_admit_suspend_and_reinstate_a_hub_everywhere()
         &[("HDS", "SE"), ("GAL", "ES"), ("THESS", "GR")],
         &[("NEW", "PT")],
         2,
+        None,
     )
     .expect("federation");
     let (founders, newcomer) = hubs.split_at(3);
@@ -229,9 +230,13 @@ fn three_founders_with_quorum_two_admit_suspend_and_reinstate_a_hub_everywhere()
 
 #[test]
 fn a_hub_rotates_its_key_and_members_recover_a_leaked_one_across_the_federation() {
-    let (hubs, dids, _, _) =
-        genesis_federation(&[("HDS", "SE"), ("GAL", "ES"), ("THESS", "GR")], &[], 2)
-            .expect("federation");
+    let (hubs, dids, _, _) = genesis_federation(
+        &[("HDS", "SE"), ("GAL", "ES"), ("THESS", "GR")],
+        &[],
+        2,
+        None,
+    )
+    .expect("federation");
     let mut hubs = hubs.into_iter();
     let (a, b, mut c) = match (hubs.next(), hubs.next(), hubs.next()) {
         (Some(a), Some(b), Some(c)) => (a, b, c),

@@ -8,6 +8,7 @@
 //! | a change that fails verification (forged, altered, unauthorised, from the future …) | [`PENALTY`] per change |
 //! | an undecodable or oversized message | [`PENALTY`] |
 //! | a gossip message or sync request above the peer's rate | [`PENALTY`] |
+//! | a sync request while graylisted | [`PENALTY`] |
 //!
 //! A peer whose score falls to [`GRAYLIST_SCORE`] is graylisted — gossipsub's own threshold,
 //! since our score is its application score — and at [`BAN_SCORE`] it is banned for

@@ -331,6 +331,9 @@ type Served = Option<Option<String>>;
 pub async fn serve(handle: &NetHandle, peer: PeerId, body: &[u8]) -> (Vec<u8>, Served) {
     let shared = handle.shared().clone();
     if shared.guard.is_graylisted(&peer) {
+        // Asking on regardless is an offence too: a peer that keeps at it is banned, and its
+        // connections are closed instead of answered one request at a time.
+        handle.penalise(peer, 1).await;
         return (
             refused("graylisted: this peer sent too much refused input"),
             None,
