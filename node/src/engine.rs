@@ -1156,7 +1156,7 @@ impl Catalogue {
                 Gate::Refuse { reason, detail } => {
                     outcome.refused.push(self.refusal(index, reason, detail))
                 }
-                Gate::Hold { hub, detail } => {
+                Gate::Hold { detail } => {
                     tracing::debug!(detail = %detail, "holding a change");
                     outcome.held.push(Refusal {
                         index,
@@ -1164,7 +1164,7 @@ impl Catalogue {
                         detail,
                     });
                     if let Some(fed) = state.federation.as_mut() {
-                        fed.quarantine.hold(hub, v);
+                        fed.quarantine.hold(v);
                     }
                 }
             }
@@ -1179,7 +1179,7 @@ impl Catalogue {
         };
         // Every held change is judged again: its author may be a member now, or its key in
         // effect; those still waiting go back.
-        let released = fed.quarantine.release(|_| true);
+        let released = fed.quarantine.release();
         if released.is_empty() {
             return Ok(());
         }

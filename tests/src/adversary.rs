@@ -29,7 +29,7 @@ use libp2p::PeerId;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::{genesis_federation, pin_to_cpu, wait_until, TestHub};
+use crate::{genesis_federation, percentile, pin_to_cpu, wait_until, TestHub};
 
 /// The honest nodes and the honest client run on one CPU, the hostile nodes on another: the
 /// attackers' own work (forging, sending, encrypting) takes a CPU of its own, as it would on
@@ -472,14 +472,6 @@ const QUIET: u8 = 0;
 const SETUP: u8 = 1;
 /// `ATTACK + i` while kind `KINDS[i]` is sent.
 const ATTACK: u8 = 2;
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i]
-}
 
 fn latency(samples: &[f64]) -> Latency {
     let mut s = samples.to_vec();

@@ -235,6 +235,15 @@ pub fn genesis_federation(
     Ok((hubs, dids, genesis, id))
 }
 
+/// The nearest-rank percentile `p` (0..=1) of sorted values (0 when empty).
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
 /// Keep the calling thread (and the threads it starts) on CPU `cpu`. Where that CPU does not
 /// exist, the thread stays where it is.
 pub fn pin_to_cpu(cpu: usize) {

@@ -112,7 +112,6 @@ pub(super) enum Gate {
     Pass,
     /// Held until `hub` is a member.
     Hold {
-        hub: HubId,
         detail: String,
     },
     Refuse {
@@ -178,7 +177,6 @@ pub(super) fn gate(fed: Option<&Federation>, own: &HubId, v: &VerifiedChange) ->
         }
         Signer::Proposed => {
             return Gate::Hold {
-                hub,
                 detail: format!(
                     "change {} to {doc} is signed by {}, named to take over {}'s key but not in effect: held until it is",
                     v.hash,
@@ -191,7 +189,6 @@ pub(super) fn gate(fed: Option<&Federation>, own: &HubId, v: &VerifiedChange) ->
         // arrived first: held, like a change of a hub not admitted yet.
         Signer::Unknown => {
             return Gate::Hold {
-                hub,
                 detail: format!(
                     "change {} to {doc} is signed by {}, not (yet) a key of {}: held until the federation hands the hub over to it",
                     v.hash,
@@ -210,7 +207,6 @@ pub(super) fn gate(fed: Option<&Federation>, own: &HubId, v: &VerifiedChange) ->
         _ => "is not a member",
     };
     Gate::Hold {
-        hub,
         detail: format!(
             "{} {standing} in federation {}: change {} to {doc} held until it is a member",
             hub.to_did(),
@@ -223,7 +219,7 @@ pub(super) fn gate(fed: Option<&Federation>, own: &HubId, v: &VerifiedChange) ->
 /// Changes held back until their author is a member (bounded; oldest dropped first).
 #[derive(Default)]
 pub(super) struct Quarantine {
-    held: VecDeque<(HubId, VerifiedChange)>,
+    held: VecDeque<VerifiedChange>,
     hashes: HashSet<ChangeHash>,
     bytes: usize,
     /// Changes dropped to keep within the bounds, since the node started.
@@ -231,15 +227,15 @@ pub(super) struct Quarantine {
 }
 
 impl Quarantine {
-    /// Hold `v` for `hub` (a change already held is not held twice).
-    pub fn hold(&mut self, hub: HubId, v: VerifiedChange) {
+    /// Hold `v` (a change already held is not held twice).
+    pub fn hold(&mut self, v: VerifiedChange) {
         if !self.hashes.insert(v.hash) {
             return;
         }
         self.bytes += v.envelope.change.len();
-        self.held.push_back((hub, v));
+        self.held.push_back(v);
         while self.held.len() > QUARANTINE_MAX_CHANGES || self.bytes > QUARANTINE_MAX_BYTES {
-            let Some((_, old)) = self.held.pop_front() else {
+            let Some(old) = self.held.pop_front() else {
                 break;
             };
             self.forget(&old);
@@ -253,16 +249,12 @@ impl Quarantine {
     }
 
     /// Take out every change whose hub is now admitted, oldest first.
-    pub fn release(&mut self, admitted: impl Fn(&HubId) -> bool) -> Vec<VerifiedChange> {
-        let (out, keep): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.held)
-            .into_iter()
-            .partition(|(hub, _)| admitted(hub));
-        self.held = keep;
-        let out: Vec<VerifiedChange> = out.into_iter().map(|(_, v)| v).collect();
-        for v in &out {
-            self.forget(v);
-        }
-        out
+    /// Take out every held change, oldest first (to be judged again: those still waiting
+    /// come back).
+    pub fn release(&mut self) -> Vec<VerifiedChange> {
+        self.hashes.clear();
+        self.bytes = 0;
+        std::mem::take(&mut self.held).into()
     }
 
     pub fn len(&self) -> usize {

@@ -352,14 +352,7 @@ pub fn wait_for(
     }
 }
 
-/// The nearest-rank percentile `p` (0..=1) of sorted values (0 when empty).
-pub fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = (p * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
+pub use hubcat_tests::percentile;
 
 /// A small deterministic generator (SplitMix64) for topologies.
 pub struct Rng(u64);
