@@ -986,7 +986,18 @@ fn check_line(field: &str, value: &str, max: usize) -> Result<(), RecordError> {
     if value.trim().is_empty() {
         return Err(RecordError::field(field, "must not be empty"));
     }
-    let n = value.chars().count();
+    // One pass over the text; ASCII (most text) byte by byte.
+    let (n, control) = if value.is_ascii() {
+        let control = value
+            .bytes()
+            .any(|b| (b < 0x20 && !matches!(b, b'\n' | b'\t' | b'\r')) || b == 0x7f);
+        (value.len(), control)
+    } else {
+        value.chars().fold((0, false), |(n, control), c| {
+            let bad = c.is_control() && !matches!(c, '\n' | '\t' | '\r');
+            (n + 1, control || bad)
+        })
+    };
     if n > max {
         return Err(RecordError::field(
             field,
@@ -996,10 +1007,7 @@ fn check_line(field: &str, value: &str, max: usize) -> Result<(), RecordError> {
             ),
         ));
     }
-    if value
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
-    {
+    if control {
         return Err(RecordError::field(field, "contains control characters"));
     }
     Ok(())

@@ -4,8 +4,7 @@
 //! layout, records): a hostile peer sending forged changes as fast as it can, or an honest
 //! one catching up after a long absence, could otherwise take every core from the API and the
 //! node's own publishing. Peer input is therefore verified and stored by one thread, one batch
-//! at a time, with a nice value of 10: when the cores are busy the scheduler gives it about a
-//! tenth of a core's share against the API, and when they are idle it runs at full speed.
+//! at a time, at the lower CPU priority of all peer work (see [`super::runtime`]).
 
 use std::sync::{Arc, Weak};
 
@@ -16,8 +15,6 @@ use crate::engine::{Catalogue, EngineError, IngestReport};
 
 /// Batches waiting for the worker before senders wait.
 const QUEUE: usize = 64;
-/// The worker's nice value (0 is the default, 19 the lowest priority).
-const NICE: i32 = 10;
 
 type Job = (
     Vec<SignedChange>,
@@ -38,7 +35,7 @@ impl IngestWorker {
         std::thread::Builder::new()
             .name("hubcat-peer-ingest".into())
             .spawn(move || {
-                lower_priority();
+                super::runtime::lower_priority("peer-ingest");
                 while let Some((envelopes, reply)) = rx.blocking_recv() {
                     let Some(catalogue) = catalogue.upgrade() else {
                         break;
@@ -62,21 +59,5 @@ impl IngestWorker {
         Ok(answer
             .await
             .map_err(|_| anyhow::anyhow!("the ingest worker has stopped"))??)
-    }
-}
-
-/// Give the calling thread nice value [`NICE`] (Linux: a thread's nice value is its own).
-fn lower_priority() {
-    // SAFETY: gettid and setpriority only read their integer arguments and set the calling
-    // thread's scheduling priority; no memory is shared with the kernel.
-    let result = unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, NICE)
-    };
-    if result != 0 {
-        tracing::warn!(
-            error = %std::io::Error::last_os_error(),
-            "cannot lower the priority of the peer-ingest thread; it runs at normal priority"
-        );
     }
 }

@@ -19,6 +19,7 @@ mod codec;
 pub mod guard;
 mod ingest;
 mod peer_limit;
+mod runtime;
 pub mod sync;
 
 use std::collections::{HashMap, HashSet};
@@ -401,12 +402,48 @@ impl NetHandle {
     }
 }
 
-/// Start the network task for `catalogue`, listening and dialling as `config` says.
+/// Start the network task for `catalogue`, listening and dialling as `config` says. The swarm
+/// and everything it starts run on a runtime of their own at lower CPU priority (see
+/// [`runtime`]); the returned task ends when the network has stopped.
 pub async fn spawn(
     keypair: libp2p::identity::Keypair,
     catalogue: Arc<Catalogue>,
     config: NetConfig,
 ) -> anyhow::Result<(NetHandle, tokio::task::JoinHandle<()>)> {
+    let runtime = runtime::NetRuntime::new().context("cannot start the network's threads")?;
+    let Some(on) = runtime.handle() else {
+        anyhow::bail!("the network's runtime is gone");
+    };
+    let (ready, started) = oneshot::channel();
+    // Built inside its runtime, so its sockets are driven there.
+    let task = on.spawn(async move {
+        match start(keypair, catalogue, config) {
+            Ok((task, handle, rx)) => {
+                let _ = ready.send(Ok(handle));
+                task.run(rx).await;
+            }
+            Err(e) => {
+                let _ = ready.send(Err(e));
+            }
+        }
+    });
+    let handle = started
+        .await
+        .map_err(|_| anyhow!("the network stopped while starting"))??;
+    let join = tokio::spawn(async move {
+        let _ = task.await;
+        // Sessions and handlers still running stop with the runtime.
+        drop(runtime);
+    });
+    Ok((handle, join))
+}
+
+/// Build the swarm, listen, subscribe and dial: the network task, not yet running.
+fn start(
+    keypair: libp2p::identity::Keypair,
+    catalogue: Arc<Catalogue>,
+    config: NetConfig,
+) -> anyhow::Result<(NetTask, NetHandle, mpsc::Receiver<Command>)> {
     let local_peer = keypair.public().to_peer_id();
     let mut swarm = build_swarm(keypair, &config)?;
     for addr in &config.listen {
@@ -459,8 +496,7 @@ pub async fn spawn(
         listen: Vec::new(),
         unpinned,
     };
-    let join = tokio::spawn(task.run(rx));
-    Ok((handle, join))
+    Ok((task, handle, rx))
 }
 
 fn build_swarm(

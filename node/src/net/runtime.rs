@@ -1,0 +1,62 @@
+//! Peer work runs below the node's own users.
+//!
+//! Everything a peer makes the node do — Noise handshakes, frames, gossip, sync sessions,
+//! and verifying and storing the changes it sends (see [`super::ingest`]) — runs on threads
+//! with nice value [`PEER_NICE`]: when the cores are busy, the scheduler gives those threads
+//! about a tenth of a core's share against the HTTP API and the node's own publishing, so a
+//! hostile peer sending as fast as it can slows queries little; when the cores are idle, peer
+//! work runs at full speed. Raising a nice value needs no privilege.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Nice value of the threads doing peer work (0 is the default, 19 the lowest priority).
+pub(crate) const PEER_NICE: i32 = 10;
+
+/// Give the calling thread nice value [`PEER_NICE`] (Linux: a thread's nice value is its own,
+/// and threads it starts inherit it). `what` names the thread in the warning when that fails.
+pub(crate) fn lower_priority(what: &str) {
+    // SAFETY: gettid and setpriority only read their integer arguments and set the calling
+    // thread's scheduling priority; no memory is shared with the kernel.
+    let result = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, PEER_NICE)
+    };
+    if result != 0 {
+        tracing::warn!(
+            error = %std::io::Error::last_os_error(),
+            "cannot lower the priority of the {what} thread; it runs at normal priority"
+        );
+    }
+}
+
+/// The runtime the swarm and every task it starts run on, its threads at [`PEER_NICE`].
+/// Dropping it stops them without waiting (safe from inside another runtime).
+pub(crate) struct NetRuntime(Option<tokio::runtime::Runtime>);
+
+impl NetRuntime {
+    pub(crate) fn new() -> std::io::Result<Self> {
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name_fn(|| {
+                static N: AtomicUsize = AtomicUsize::new(0);
+                format!("hubcat-net-{}", N.fetch_add(1, Ordering::Relaxed))
+            })
+            .on_thread_start(|| lower_priority("network"))
+            .enable_all()
+            .build()?;
+        Ok(NetRuntime(Some(runtime)))
+    }
+
+    pub(crate) fn handle(&self) -> Option<&tokio::runtime::Handle> {
+        self.0.as_ref().map(|r| r.handle())
+    }
+}
+
+impl Drop for NetRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
