@@ -13,13 +13,21 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 pub(crate) const PEER_NICE: i32 = 10;
 
 /// Give the calling thread nice value [`PEER_NICE`] (Linux: a thread's nice value is its own,
-/// and threads it starts inherit it). `what` names the thread in the warning when that fails.
+/// and threads it starts inherit it), unless it already runs at that priority or lower (a
+/// service manager may start the whole node with a higher nice value). `what` names the
+/// thread in the warning when that fails.
 pub(crate) fn lower_priority(what: &str) {
-    // SAFETY: gettid and setpriority only read their integer arguments and set the calling
-    // thread's scheduling priority; no memory is shared with the kernel.
+    // SAFETY: gettid, getpriority and setpriority only read their integer arguments and read
+    // or set the calling thread's scheduling priority; errno is the calling thread's own.
     let result = unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, PEER_NICE)
+        let tid = libc::gettid() as libc::id_t;
+        *libc::__errno_location() = 0;
+        let current = libc::getpriority(libc::PRIO_PROCESS, tid);
+        // getpriority may return -1 as a nice value: errno tells an error apart.
+        if *libc::__errno_location() == 0 && current >= PEER_NICE {
+            return;
+        }
+        libc::setpriority(libc::PRIO_PROCESS, tid, PEER_NICE)
     };
     if result != 0 {
         tracing::warn!(
@@ -58,5 +66,44 @@ impl Drop for NetRuntime {
         if let Some(runtime) = self.0.take() {
             runtime.shutdown_background();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nice() -> i32 {
+        // SAFETY: as in `lower_priority`.
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+    }
+
+    #[test]
+    fn peer_work_runs_below_the_thread_that_started_the_network() {
+        let ours = nice();
+        let runtime = NetRuntime::new().expect("network runtime");
+        let on = runtime.handle().expect("running").clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let worker = tx.clone();
+        on.spawn(async move {
+            let _ = worker.send(("worker", nice()));
+        });
+        on.spawn(async move {
+            let blocking = tokio::task::spawn_blocking(nice)
+                .await
+                .expect("blocking task");
+            let _ = tx.send(("blocking", blocking));
+        });
+        let mut seen: Vec<(&str, i32)> = (0..2).map(|_| rx.recv().expect("answer")).collect();
+        seen.sort();
+        assert_eq!(
+            seen,
+            vec![
+                ("blocking", PEER_NICE.max(ours)),
+                ("worker", PEER_NICE.max(ours))
+            ]
+        );
+        assert_eq!(nice(), ours, "the caller's own priority is unchanged");
+        drop(runtime);
     }
 }
