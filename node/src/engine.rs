@@ -615,6 +615,8 @@ pub struct Catalogue {
     applied_tx: tokio::sync::broadcast::Sender<Applied>,
     /// Woken when records changed while someone tracks changes (see [`changes`]).
     records_changed: tokio::sync::Notify,
+    /// A changed record waits to be taken (see [`changes`]).
+    changes_noted: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A change that became part of the catalogue.
@@ -768,6 +770,7 @@ impl Catalogue {
                 .unwrap_or_default(),
         ));
         Ok(Catalogue {
+            changes_noted: state.records.noted(),
             federated: state.federation.is_some(),
             store,
             hub,

@@ -13,6 +13,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use super::{in_order, Catalogue, RecordKey, RecordView};
 
@@ -23,6 +25,10 @@ pub(super) struct RecordMap {
     /// Keys inserted or removed since the last [`Catalogue::take_changes`]; `None` until a
     /// consumer tracks changes.
     changed: Option<HashSet<RecordKey>>,
+    /// Set (under the catalogue's lock) when a key is noted, cleared by the consumer: lets
+    /// [`Catalogue::take_changes`] answer "nothing" without the lock, so a query does not
+    /// wait for a commit that changes no record (a peer's refused or held changes).
+    noted: Arc<AtomicBool>,
 }
 
 impl Deref for RecordMap {
@@ -39,20 +45,28 @@ impl RecordMap {
         key: RecordKey,
         view: Box<RecordView>,
     ) -> Option<Box<RecordView>> {
-        if let Some(changed) = &mut self.changed {
-            changed.insert(key.clone());
-        }
+        self.note(&key);
         self.map.insert(key, view)
     }
 
     pub(super) fn remove(&mut self, key: &RecordKey) -> Option<Box<RecordView>> {
         let old = self.map.remove(key);
         if old.is_some() {
-            if let Some(changed) = &mut self.changed {
-                changed.insert(key.clone());
-            }
+            self.note(key);
         }
         old
+    }
+
+    fn note(&mut self, key: &RecordKey) {
+        if let Some(changed) = &mut self.changed {
+            changed.insert(key.clone());
+            self.noted.store(true, Ordering::Release);
+        }
+    }
+
+    /// The flag [`RecordMap::note`] sets, for reading without the catalogue's lock.
+    pub(super) fn noted(&self) -> Arc<AtomicBool> {
+        self.noted.clone()
     }
 
     /// Whether a tracked change waits to be taken.
@@ -89,6 +103,11 @@ impl Catalogue {
     /// The records upserted and withdrawn since the last call (empty when changes are not
     /// tracked).
     pub fn take_changes(&self) -> RecordChanges {
+        // Nothing noted since the last call: every commit that noted a key set the flag before
+        // it released the lock, so a commit finished before this call is never missed.
+        if !self.changes_noted.swap(false, Ordering::AcqRel) {
+            return RecordChanges::default();
+        }
         let mut state = self.lock();
         let Some(changed) = state.records.changed.as_mut() else {
             return RecordChanges::default();
