@@ -174,8 +174,13 @@ pub fn encode_group(changes: &[&SignedChange], names: &mut DocNames) -> Vec<u8> 
             })
         })
         .collect();
+    // Each change: its bytes and signature, the author key, a document name, and lengths.
+    let size: usize = changes
+        .iter()
+        .map(|c| c.change.len() + c.signature.len() + 32 + 64 + 8)
+        .sum();
     match refs {
-        Some(refs) => crate::codec::encode(&refs),
+        Some(refs) => crate::codec::encode_sized(&refs, size),
         // Every name was just inserted; encode the slow way should that ever not hold.
         None => crate::codec::encode(&changes),
     }

@@ -26,7 +26,14 @@ pub enum CodecError {
 
 /// Encode a value with the current version byte.
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    let out = vec![VERSION];
+    encode_sized(value, 0)
+}
+
+/// [`encode`] into a buffer made for about `size_hint` bytes (no regrowth for a value of
+/// known size, such as a group of changes).
+pub fn encode_sized<T: Serialize>(value: &T, size_hint: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + size_hint);
+    out.push(VERSION);
     // postcard only fails on types it cannot represent (none of ours) or a full buffer.
     match postcard::to_extend(value, out) {
         Ok(v) => v,

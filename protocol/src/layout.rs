@@ -133,7 +133,8 @@ pub fn check_change_with(
         encoded = owner.to_did();
         encoded.as_str()
     };
-    let mut writes = Vec::new();
+    // Most changes write one record.
+    let mut writes = Vec::with_capacity(1);
     for_root_ops(change, |key, action| {
         let slot = Slot::parse(key)?;
         let record = match action {
