@@ -290,3 +290,27 @@ fn run_init_if_missing_creates_the_hub_from_the_environment_once() {
         "the key is never replaced"
     );
 }
+
+/// Stopping a node returns only once its network is gone: the network's tasks hold the
+/// catalogue and so the store's lock, and a restart (or a restore) right after the stop must
+/// be able to take it — also while a peer is gossiping and syncing with the node.
+#[test]
+fn a_stopped_node_lets_go_of_its_store_at_once_even_while_peers_talk_to_it() {
+    let mut a = TestHub::start("HDS", "SE").expect("hub A");
+    let b = TestHub::start_with("GAL", "ES", &[a.p2p_addr()]).expect("hub B");
+    for round in 0..5 {
+        for i in 0..20 {
+            b.publish_ok(&service(&format!("busy-{round}-{i}")));
+        }
+        a.restart()
+            .unwrap_or_else(|e| panic!("restart {round} right after the stop: {e:#}"));
+    }
+    let last = b.publish_ok(&service("after-the-restarts"))["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    assert!(
+        wait_until(Duration::from_secs(30), || has(&a, &last)),
+        "the restarted node hears from its peer again"
+    );
+}

@@ -432,7 +432,8 @@ pub async fn spawn(
         .map_err(|_| anyhow!("the network stopped while starting"))??;
     let join = tokio::spawn(async move {
         let _ = task.await;
-        // Sessions and handlers still running stop with the runtime.
+        // Sessions and handlers still running stop with the runtime (dropping it waits until
+        // they are gone: they hold the catalogue).
         drop(runtime);
     });
     Ok((handle, join))

@@ -8,6 +8,7 @@
 //! work runs at full speed. Raising a nice value needs no privilege.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 /// Nice value of the threads doing peer work (0 is the default, 19 the lowest priority).
 pub(crate) const PEER_NICE: i32 = 10;
@@ -37,8 +38,13 @@ pub(crate) fn lower_priority(what: &str) {
     }
 }
 
+/// How long dropping the network's runtime waits for its blocking work to finish.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(3);
+
 /// The runtime the swarm and every task it starts run on, its threads at [`PEER_NICE`].
-/// Dropping it stops them without waiting (safe from inside another runtime).
+/// Dropping it stops them and returns once their tasks are gone (blocking work: within
+/// [`SHUTDOWN_WAIT`]): those tasks hold the catalogue, and with it the store's lock, which a
+/// restart or a restore must be able to take as soon as the node has stopped.
 pub(crate) struct NetRuntime(Option<tokio::runtime::Runtime>);
 
 impl NetRuntime {
@@ -64,7 +70,28 @@ impl NetRuntime {
 impl Drop for NetRuntime {
     fn drop(&mut self) {
         if let Some(runtime) = self.0.take() {
-            runtime.shutdown_background();
+            // A runtime may not be shut down and waited for from inside another one (this is
+            // dropped from the node's runtime): wait on a thread of its own.
+            let (hand_over, take) = std::sync::mpsc::channel::<tokio::runtime::Runtime>();
+            let stopping = std::thread::Builder::new()
+                .name("hubcat-net-stop".into())
+                .spawn(move || {
+                    if let Ok(runtime) = take.recv() {
+                        runtime.shutdown_timeout(SHUTDOWN_WAIT);
+                    }
+                });
+            match stopping {
+                Ok(thread) => {
+                    if let Err(back) = hand_over.send(runtime) {
+                        back.0.shutdown_background();
+                    }
+                    let _ = thread.join();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot wait for the network to stop");
+                    runtime.shutdown_background();
+                }
+            }
         }
     }
 }
