@@ -10,8 +10,8 @@
 //! load eases. Raising a nice value needs no privilege.
 //!
 //! Nice 19 rather than 10: in the adversary bench (BENCHMARKS.md, "adversary") the honest
-//! search's p99 under attack was 0.76–0.88 ms at 19 against 1.07–1.13 ms at 10 (quiet
-//! 0.50–0.64), with propagation at 20 nodes unchanged (p99 172 ms).
+//! search's p99 under attack was 0.76–1.11 ms at 19 (four runs, three at most 0.88) against
+//! 1.07–1.13 ms at 10 (quiet 0.45–0.64), with propagation at 20 nodes unchanged (p99 172 ms).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
