@@ -110,7 +110,7 @@ impl Federation {
 /// What the engine does with a verified change.
 pub(super) enum Gate {
     Pass,
-    /// Held until `hub` is a member.
+    /// Held until its author is a member (or its key in effect).
     Hold {
         detail: String,
     },
@@ -248,7 +248,6 @@ impl Quarantine {
         self.bytes = self.bytes.saturating_sub(v.envelope.change.len());
     }
 
-    /// Take out every change whose hub is now admitted, oldest first.
     /// Take out every held change, oldest first (to be judged again: those still waiting
     /// come back).
     pub fn release(&mut self) -> Vec<VerifiedChange> {

@@ -13,9 +13,9 @@
 //! A peer whose score falls to [`GRAYLIST_SCORE`] is graylisted — gossipsub's own threshold,
 //! since our score is its application score — and at [`BAN_SCORE`] it is banned for
 //! [`BAN_FOR`]. A score recovers by one offence a minute ([`RECOVER_EVERY`]), so an honest
-//! peer that erred (a clock running fast, say) is heard again once it stops. Changes by hubs that are not members (yet) cost nothing: an honest peer relays
-//! them before it learns the membership, and they are held, not applied (see
-//! `engine::members`).
+//! peer that erred (a clock running fast, say) is heard again once it stops. Changes by hubs
+//! that are not members (yet) cost nothing: an honest peer relays them before it learns the
+//! membership, and they are held, not applied (see `engine::members`).
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
