@@ -312,6 +312,12 @@ impl PreparedHub {
         let mut config = data_dir.load_config(BTreeMap::new(), flags)?.config;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
+            // The hub's name on its threads (as far as Linux's 15 characters allow), to tell
+            // hubs apart in a profile.
+            .thread_name(format!(
+                "rt-{}",
+                config.hub.name.chars().take(12).collect::<String>()
+            ))
             .enable_all()
             .on_thread_start(move || {
                 if let Some(cpu) = cpu {
@@ -319,7 +325,18 @@ impl PreparedHub {
                 }
             })
             .build()?;
-        let node = runtime.block_on(hubcat_node::node::start(&data_dir, &config))?;
+        // Start the node from a thread on its CPU: the threads `start` creates itself (the
+        // network's runtime, the peer-ingest thread, the store's and the index's) inherit it.
+        let node = std::thread::scope(|s| {
+            s.spawn(|| {
+                if let Some(cpu) = cpu {
+                    pin_to_cpu(cpu);
+                }
+                runtime.block_on(hubcat_node::node::start(&data_dir, &config))
+            })
+            .join()
+        })
+        .map_err(|_| anyhow::anyhow!("starting the node panicked"))??;
         // Keep the libp2p port across stop/resume, so peers that bootstrap from this hub find
         // it again.
         if let Some(net) = &node.net {
