@@ -58,6 +58,7 @@ struct RouteLabels {
 struct Scraped {
     peers_connected: i64,
     peers_known: i64,
+    inbound_refused: u64,
     records: Vec<(String, i64)>,
     publishers: i64,
     documents: i64,
@@ -116,6 +117,12 @@ impl Collector for StateCollector {
             "hubcat_peers_connected",
             "Peers with an open connection.",
             s.peers_connected,
+        )?;
+        counter(
+            &mut encoder,
+            "hubcat_p2p_inbound_refused",
+            "Inbound connections dropped before their handshake: their address had opened too many.",
+            s.inbound_refused,
         )?;
         gauge(
             &mut encoder,
@@ -311,6 +318,7 @@ impl Metrics {
         let scraped = Scraped {
             peers_connected: peers.iter().filter(|p| p.connected).count() as i64,
             peers_known: peers.len() as i64,
+            inbound_refused: net.map_or(0, NetHandle::inbound_refused),
             records: status
                 .records
                 .iter()

@@ -92,6 +92,9 @@ pub struct Report {
     pub banned: BTreeMap<&'static str, usize>,
     /// Held changes (by non-members) on each honest node after the attack.
     pub held: Vec<u64>,
+    /// Per honest node: inbound connections dropped before their handshake (their address had
+    /// opened too many — the redials of banned hostile peers).
+    pub dropped_before_handshake: Vec<u64>,
     pub quiet: Latency,
     pub attack: Latency,
     /// Honest query latency while each kind was sent.
@@ -552,17 +555,25 @@ pub fn run(fed: &Federation, quiet_for: Duration) -> anyhow::Result<Report> {
     std::thread::sleep(quiet_for);
     phase.store(SETUP, Ordering::Relaxed);
 
-    let mut sent = BTreeMap::new();
-    let mut senders = Vec::new();
-    for (i, kind) in KINDS.into_iter().enumerate() {
-        let h = fed.hostile()?;
-        let shots = aim(kind, &h, fed, &genuine);
-        phase.store(ATTACK + i as u8, Ordering::Relaxed);
-        let n = fire(&h, shots);
-        phase.store(SETUP, Ordering::Relaxed);
-        sent.insert(kind, n);
-        senders.push((kind, h));
-    }
+    // The attackers' driver — forging the inputs, starting the hostile nodes, handing the
+    // inputs to them — runs on the attackers' CPU too.
+    let attack = || -> anyhow::Result<_> {
+        pin_to_cpu(HOSTILE_CPU);
+        let mut sent = BTreeMap::new();
+        let mut senders = Vec::new();
+        for (i, kind) in KINDS.into_iter().enumerate() {
+            let h = fed.hostile()?;
+            let shots = aim(kind, &h, fed, &genuine);
+            phase.store(ATTACK + i as u8, Ordering::Relaxed);
+            let n = fire(&h, shots);
+            phase.store(SETUP, Ordering::Relaxed);
+            sent.insert(kind, n);
+            senders.push((kind, h));
+        }
+        Ok((sent, senders))
+    };
+    let (sent, senders) = std::thread::scope(|s| s.spawn(attack).join())
+        .map_err(|_| anyhow::anyhow!("the attack panicked"))??;
     stop.store(true, Ordering::Relaxed);
     let _ = querier.join();
     // Let whatever the attack left in flight land.
@@ -614,6 +625,7 @@ pub fn run(fed: &Federation, quiet_for: Duration) -> anyhow::Result<Report> {
         graylisted,
         banned,
         held,
+        dropped_before_handshake: fed.hubs.iter().map(|h| h.net().inbound_refused()).collect(),
         quiet,
         attack: attacked,
         attack_by_kind: by_kind,

@@ -1,6 +1,6 @@
 //! Operating a node: backup while it runs and restore with a new actor, readiness, metrics,
-//! `hubcat health`, first start with `--init-if-missing`, bootstrap without a peer id, and a
-//! bounded SIGTERM shutdown — in process (the harness's `TestHub`) and with real `hubcat`
+//! `hubcat health`, first start with `--init-if-missing`, bootstrap without a peer id, a burst of
+//! connections from one address dropped before the handshake, and a bounded SIGTERM shutdown — in process (the harness's `TestHub`) and with real `hubcat`
 //! processes.
 
 use std::collections::BTreeMap;
@@ -313,4 +313,58 @@ fn a_stopped_node_lets_go_of_its_store_at_once_even_while_peers_talk_to_it() {
         wait_until(Duration::from_secs(30), || has(&a, &last)),
         "the restarted node hears from its peer again"
     );
+}
+
+#[test]
+fn a_burst_of_connections_from_one_address_is_dropped_before_the_handshake_and_peers_keep_syncing()
+{
+    let a = TestHub::start("HDS", "SE").expect("hub A");
+    let b = TestHub::start_with("GAL", "ES", &[a.p2p_addr()]).expect("hub B");
+    assert!(
+        wait_until(Duration::from_secs(30), || a.connected_peers() == 1
+            && b.connected_peers() == 1),
+        "A and B did not connect"
+    );
+    // 300 TCP connections to A's libp2p port from one address, opened and dropped at once (as a
+    // banned peer redialling would): the address's burst is 64, then 20 a second, and every
+    // connection beyond never reaches the Noise handshake.
+    let port: u16 = a
+        .p2p_addr()
+        .split("/tcp/")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .expect("tcp port");
+    for _ in 0..300 {
+        let _ = std::net::TcpStream::connect(("127.0.0.1", port));
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || a.net().inbound_refused() >= 150),
+        "only {} of 300 connections were dropped before their handshake",
+        a.net().inbound_refused()
+    );
+    let text = a
+        .http
+        .get(format!("{}/metrics", a.url()))
+        .send()
+        .and_then(|r| r.text())
+        .expect("metrics");
+    let refused = a.net().inbound_refused();
+    assert!(
+        text.lines().any(|l| l
+            .strip_prefix("hubcat_p2p_inbound_refused_total ")
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| n >= 150 && n <= refused)),
+        "no hubcat_p2p_inbound_refused_total in:\n{text}"
+    );
+    // The peer connected before is not cut off: a record B publishes reaches A.
+    let id = b.publish_ok(&service("after-the-burst"))["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    assert!(
+        wait_until(Duration::from_secs(30), || a.get(&id).0 == 200),
+        "B's record did not reach A after the burst"
+    );
+    assert_eq!(a.connected_peers(), 1);
 }

@@ -11,12 +11,14 @@
 //!   they are accepted and forwarded; rejected ones lower the sender's peer score.
 //! - Request-response on `/hubcat/<federation>/sync/2` runs anti-entropy (see [`sync`]).
 //! - At most `p2p.max_peers` peers (not connections) at once, bootstrap peers always admitted
-//!   (see [`peer_limit`]).
+//!   (see [`peer_limit`]); new inbound connections from one IP address beyond a burst and a
+//!   rate are dropped before the handshake (see [`inbound`]).
 //!
 //! Every protocol name carries the federation name, so two federations never mix.
 
 mod codec;
 pub mod guard;
+mod inbound;
 mod ingest;
 mod peer_limit;
 mod runtime;
@@ -182,6 +184,8 @@ pub fn hub_of(peer: &PeerId) -> Option<HubId> {
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
+    /// First, so a connection over its address's budget costs nothing more than an accept.
+    inbound: inbound::InboundBudget,
     blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     limits: connection_limits::Behaviour,
     peer_limit: peer_limit::PeerLimit,
@@ -296,6 +300,8 @@ pub(crate) struct Shared {
     pub guard: guard::Guard,
     /// Verifies and stores what peers send, at a lower CPU priority (see [`ingest`]).
     pub ingest: ingest::IngestWorker,
+    /// Inbound connections dropped before their handshake (see [`inbound`]).
+    inbound_refused: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Shared {
@@ -327,6 +333,13 @@ impl NetHandle {
     async fn send(&self, cmd: Command) {
         // The task stopping is the only failure, and then there is nobody to tell.
         let _ = self.tx.send(cmd).await;
+    }
+
+    /// Inbound connections dropped before their handshake: their address had opened too many.
+    pub fn inbound_refused(&self) -> u64 {
+        self.shared
+            .inbound_refused
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The largest gossip message or sync request this node takes (`p2p.max_message_bytes`).
@@ -446,7 +459,8 @@ fn start(
     config: NetConfig,
 ) -> anyhow::Result<(NetTask, NetHandle, mpsc::Receiver<Command>)> {
     let local_peer = keypair.public().to_peer_id();
-    let mut swarm = build_swarm(keypair, &config)?;
+    let inbound_refused = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut swarm = build_swarm(keypair, &config, inbound_refused.clone())?;
     for addr in &config.listen {
         swarm
             .listen_on(addr.clone())
@@ -480,6 +494,7 @@ fn start(
         named: std::sync::Mutex::new(HashSet::new()),
         guard: guard::Guard::new(),
         ingest: ingest::IngestWorker::spawn(&catalogue)?,
+        inbound_refused,
     });
     let handle = NetHandle {
         tx,
@@ -503,6 +518,7 @@ fn start(
 fn build_swarm(
     keypair: libp2p::identity::Keypair,
     config: &NetConfig,
+    inbound_refused: Arc<std::sync::atomic::AtomicU64>,
 ) -> anyhow::Result<Swarm<Behaviour>> {
     let max_message = config.max_message_bytes;
     let response_limit = config.response_limit();
@@ -561,6 +577,7 @@ fn build_swarm(
                 None
             };
             Ok(Behaviour {
+                inbound: inbound::InboundBudget::new(inbound_refused),
                 blocked: allow_block_list::Behaviour::default(),
                 limits: connection_limits::Behaviour::new(
                     connection_limits::ConnectionLimits::default()

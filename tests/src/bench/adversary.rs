@@ -99,8 +99,8 @@ pub fn run(args: &AdversaryArgs) -> anyhow::Result<bool> {
     ]);
     console.say(&l.render());
     console.say(&format!(
-        "accepted under attack per honest node: {:?}; served catalogue unchanged: {:?}; held changes: {:?}; {:.1} s",
-        report.accepted, report.unchanged, report.held, report.seconds
+        "accepted under attack per honest node: {:?}; served catalogue unchanged: {:?}; held changes: {:?}; connections dropped before their handshake: {:?}; {:.1} s",
+        report.accepted, report.unchanged, report.held, report.dropped_before_handshake, report.seconds
     ));
     console.say(&format!(
         "target (nothing in, latency within 2×): {}",
