@@ -7,24 +7,17 @@
 //! bucket of [`BURST`] new inbound connections, refilled at [`PER_SEC`] per second; a connection
 //! beyond it is dropped before the handshake, at the cost of an `accept`. Established
 //! connections are not affected, nor are the node's own dials; a federation starting up (every
-//! hub dialling every other, several hubs behind one address) stays within the burst.
+//! hub dialling every other, several hubs behind one address) stays within the burst. The
+//! [`super::peer_limit::PeerLimit`] behaviour spends the budget.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
-use libp2p::core::transport::PortUse;
-use libp2p::core::Endpoint;
 use libp2p::multiaddr::Protocol;
-use libp2p::swarm::{
-    dummy, ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent,
-    THandlerOutEvent, ToSwarm,
-};
-use libp2p::{Multiaddr, PeerId};
+use libp2p::Multiaddr;
 
 /// New inbound connections one address may open at once.
 pub const BURST: f64 = 64.0;
@@ -69,7 +62,8 @@ impl InboundBudget {
         }
     }
 
-    fn spend(&mut self, ip: IpAddr, now: Instant) -> Result<(), TooManyConnections> {
+    /// Spend one connection of `ip`'s budget, or refuse it.
+    pub fn spend(&mut self, ip: IpAddr, now: Instant) -> Result<(), TooManyConnections> {
         if !self.buckets.contains_key(&ip) && self.buckets.len() >= MAX_TRACKED {
             self.buckets.retain(|_, b| {
                 b.refill(now);
@@ -94,67 +88,11 @@ impl InboundBudget {
 }
 
 /// The IP address a multiaddr starts with, if any.
-fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
+pub fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
     match addr.iter().next()? {
         Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
         Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
         _ => None,
-    }
-}
-
-impl NetworkBehaviour for InboundBudget {
-    type ConnectionHandler = dummy::ConnectionHandler;
-    type ToSwarm = Infallible;
-
-    fn handle_pending_inbound_connection(
-        &mut self,
-        _: ConnectionId,
-        _: &Multiaddr,
-        remote: &Multiaddr,
-    ) -> Result<(), ConnectionDenied> {
-        match ip_of(remote) {
-            Some(ip) => self.spend(ip, Instant::now()).map_err(|e| {
-                tracing::debug!(%ip, "inbound connection dropped before its handshake");
-                ConnectionDenied::new(e)
-            }),
-            None => Ok(()),
-        }
-    }
-
-    fn handle_established_inbound_connection(
-        &mut self,
-        _: ConnectionId,
-        _: PeerId,
-        _: &Multiaddr,
-        _: &Multiaddr,
-    ) -> Result<THandler<Self>, ConnectionDenied> {
-        Ok(dummy::ConnectionHandler)
-    }
-
-    fn handle_established_outbound_connection(
-        &mut self,
-        _: ConnectionId,
-        _: PeerId,
-        _: &Multiaddr,
-        _: Endpoint,
-        _: PortUse,
-    ) -> Result<THandler<Self>, ConnectionDenied> {
-        Ok(dummy::ConnectionHandler)
-    }
-
-    fn on_swarm_event(&mut self, _: FromSwarm) {}
-
-    fn on_connection_handler_event(
-        &mut self,
-        _: PeerId,
-        _: ConnectionId,
-        event: THandlerOutEvent<Self>,
-    ) {
-        match event {}
-    }
-
-    fn poll(&mut self, _: &mut Context<'_>) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
-        Poll::Pending
     }
 }
 

@@ -184,11 +184,11 @@ pub fn hub_of(peer: &PeerId) -> Option<HubId> {
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
-    /// First, so a connection over its address's budget costs nothing more than an accept.
-    inbound: inbound::InboundBudget,
+    /// First: a connection over its address's budget is dropped before any other behaviour
+    /// counts it.
+    peer_limit: peer_limit::PeerLimit,
     blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     limits: connection_limits::Behaviour,
-    peer_limit: peer_limit::PeerLimit,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -577,14 +577,17 @@ fn build_swarm(
                 None
             };
             Ok(Behaviour {
-                inbound: inbound::InboundBudget::new(inbound_refused),
                 blocked: allow_block_list::Behaviour::default(),
                 limits: connection_limits::Behaviour::new(
                     connection_limits::ConnectionLimits::default()
                         .with_max_established_per_peer(Some(2))
                         .with_max_pending_incoming(Some(max_peers)),
                 ),
-                peer_limit: peer_limit::PeerLimit::new(max_peers as usize, bootstrap_peers),
+                peer_limit: peer_limit::PeerLimit::new(
+                    max_peers as usize,
+                    bootstrap_peers,
+                    inbound_refused,
+                ),
                 identify: identify::Behaviour::new(
                     identify::Config::new(format!("/hubcat/{federation}/1"), key.public())
                         .with_agent_version(format!("hubcat/{}", env!("CARGO_PKG_VERSION"))),

@@ -7,10 +7,16 @@
 //! to a peer already connected are always allowed (their number per peer is bounded by
 //! `connection_limits`), and so are the configured bootstrap peers, so a hub can always reach
 //! the federation it was told to join.
+//!
+//! It also spends each remote address's budget of new inbound connections before their
+//! handshake (see [`super::inbound`]).
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use libp2p::core::transport::PortUse;
 use libp2p::core::Endpoint;
@@ -19,6 +25,8 @@ use libp2p::swarm::{
     THandlerInEvent, THandlerOutEvent, ToSwarm,
 };
 use libp2p::{Multiaddr, PeerId};
+
+use super::inbound::{self, InboundBudget};
 
 /// The refusal, as the swarm reports it in its connection error events.
 #[derive(Debug, thiserror::Error)]
@@ -33,14 +41,22 @@ pub struct PeerLimit {
     always: HashSet<PeerId>,
     /// Established connections per connected peer.
     connected: HashMap<PeerId, usize>,
+    /// New inbound connections per remote address, spent before the handshake.
+    inbound: InboundBudget,
 }
 
 impl PeerLimit {
-    pub fn new(max_peers: usize, always: impl IntoIterator<Item = PeerId>) -> Self {
+    /// `inbound_refused` counts the inbound connections dropped before their handshake.
+    pub fn new(
+        max_peers: usize,
+        always: impl IntoIterator<Item = PeerId>,
+        inbound_refused: Arc<AtomicU64>,
+    ) -> Self {
         PeerLimit {
             max_peers,
             always: always.into_iter().collect(),
             connected: HashMap::new(),
+            inbound: InboundBudget::new(inbound_refused),
         }
     }
 
@@ -61,6 +77,21 @@ impl PeerLimit {
 impl NetworkBehaviour for PeerLimit {
     type ConnectionHandler = dummy::ConnectionHandler;
     type ToSwarm = Infallible;
+
+    fn handle_pending_inbound_connection(
+        &mut self,
+        _: ConnectionId,
+        _: &Multiaddr,
+        remote: &Multiaddr,
+    ) -> Result<(), ConnectionDenied> {
+        let Some(ip) = inbound::ip_of(remote) else {
+            return Ok(());
+        };
+        self.inbound.spend(ip, Instant::now()).map_err(|e| {
+            tracing::debug!(%ip, "inbound connection dropped before its handshake");
+            ConnectionDenied::new(e)
+        })
+    }
 
     fn handle_established_inbound_connection(
         &mut self,
@@ -123,7 +154,7 @@ mod tests {
     #[test]
     fn only_new_peers_beyond_the_limit_are_refused() {
         let boot = PeerId::random();
-        let mut limit = PeerLimit::new(2, [boot]);
+        let mut limit = PeerLimit::new(2, [boot], Arc::default());
         let a = PeerId::random();
         let b = PeerId::random();
         let c = PeerId::random();
