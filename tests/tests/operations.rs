@@ -1,7 +1,7 @@
 //! Operating a node: backup while it runs and restore with a new actor, readiness, metrics,
-//! `hubcat health`, first start with `--init-if-missing`, bootstrap without a peer id, a burst of
-//! connections from one address dropped before the handshake, and a bounded SIGTERM shutdown — in process (the harness's `TestHub`) and with real `hubcat`
-//! processes.
+//! `hubcat health`, first start with `--init-if-missing`, bootstrap without a peer id, a burst
+//! of connections from one address dropped before the handshake, and a bounded SIGTERM
+//! shutdown — in process (the harness's `TestHub`) and with real `hubcat` processes.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
