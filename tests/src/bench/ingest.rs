@@ -662,7 +662,7 @@ fn secs(d: Duration) -> f64 {
 /// The human report: one column pair per record count.
 pub fn render(report: &Report) -> String {
     let mut out = format!(
-        "hubcat-bench ingest — {} publishers, batches of {}, {} order, one core of {} ({} CPUs, {} build)\n\
+        "hubcat-bench ingest — {} publishers, batches of {}, {} order, one core of {} ({} CPUs, {} build, ed25519 on {})\n\
          text: {}\nstores in: {}\n\n",
         report.publishers,
         report.batch,
@@ -673,6 +673,7 @@ pub fn render(report: &Report) -> String {
         report.machine.cpu_model,
         report.machine.cpus,
         report.machine.build,
+        report.machine.ed25519_backend,
         report.text_source,
         report.store_dir,
     );

@@ -64,6 +64,10 @@ pub struct Machine {
     pub arch: &'static str,
     /// `release` or `debug`: debug numbers are meaningless for the targets.
     pub build: &'static str,
+    /// The curve arithmetic ed25519 runs on here: `avx512ifma` where the build has
+    /// curve25519-dalek's AVX-512 backend (`.cargo/config.toml`) and the CPU the instructions,
+    /// else `avx2`, else `serial` (what curve25519-dalek picks at run time).
+    pub ed25519_backend: &'static str,
 }
 
 impl Machine {
@@ -90,8 +94,25 @@ impl Machine {
             } else {
                 "release"
             },
+            ed25519_backend: ed25519_backend(),
         }
     }
+}
+
+fn ed25519_backend() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if cfg!(curve25519_dalek_backend = "avx512")
+            && std::arch::is_x86_feature_detected!("avx512ifma")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+        {
+            return "avx512ifma";
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return "avx2";
+        }
+    }
+    "serial"
 }
 
 /// Where human-readable output goes: stdout normally, stderr when stdout carries JSON.
