@@ -19,9 +19,10 @@ echo "build-image: static release build of hubcat ($triple)" >&2
 (
   cd "$root"
   # +crt-static with a static relocation model gives a binary with no dynamic loader; getrandom
-  # then reads the kernel's getrandom(2), as an empty root has no /dev/urandom. This RUSTFLAGS
-  # replaces .cargo/config.toml's, so it repeats its flag: the AVX-512 IFMA signature backend.
-  RUSTFLAGS='-C target-feature=+crt-static -C relocation-model=static --cfg getrandom_backend="linux_getrandom" --cfg curve25519_dalek_backend="avx512"' \
+  # then reads the kernel's getrandom(2), as an empty root has no /dev/urandom. Flags for the
+  # target triple are joined with .cargo/config.toml's (a RUSTFLAGS would replace both).
+  unset RUSTFLAGS CARGO_ENCODED_RUSTFLAGS
+  CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS='-C target-feature=+crt-static -C relocation-model=static --cfg getrandom_backend="linux_getrandom"' \
     CARGO_TARGET_DIR="$target_dir" \
     cargo build --release --locked --target "$triple" -p hubcat-node --bin hubcat
 )

@@ -66,7 +66,8 @@ pub struct Machine {
     pub build: &'static str,
     /// The curve arithmetic ed25519 runs on here: `avx512ifma` where the build has
     /// curve25519-dalek's AVX-512 backend (`.cargo/config.toml`) and the CPU the instructions,
-    /// else `avx2`, else `serial` (what curve25519-dalek picks at run time).
+    /// else `avx2`, else `serial`, unless the build forces `serial` or `fiat` (what
+    /// curve25519-dalek picks at run time).
     pub ed25519_backend: &'static str,
 }
 
@@ -100,6 +101,12 @@ impl Machine {
 }
 
 fn ed25519_backend() -> &'static str {
+    if cfg!(curve25519_dalek_backend = "fiat") {
+        return "fiat";
+    }
+    if cfg!(curve25519_dalek_backend = "serial") {
+        return "serial";
+    }
     #[cfg(target_arch = "x86_64")]
     {
         if cfg!(curve25519_dalek_backend = "avx512")
