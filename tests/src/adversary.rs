@@ -576,12 +576,11 @@ pub fn run(fed: &Federation, quiet_for: Duration) -> anyhow::Result<Report> {
         .map_err(|_| anyhow::anyhow!("the attack panicked"))??;
     stop.store(true, Ordering::Relaxed);
     let _ = querier.join();
-    // Let whatever the attack left in flight land.
+    // Let whatever the attack left in flight land: gossip is fire-and-forget, so the honest
+    // hubs score the last shots while they process them.
     std::thread::sleep(Duration::from_secs(2));
-
-    let mut graylisted = BTreeMap::new();
-    let mut banned = BTreeMap::new();
-    for (kind, h) in &senders {
+    // How many honest hubs (graylisted or banned, banned) hold each sender.
+    let scores = |h: &TestHub| {
         let id = h.peer_id().to_string();
         let (mut g, mut b) = (0, 0);
         for honest in &fed.hubs {
@@ -590,6 +589,18 @@ pub fn run(fed: &Federation, quiet_for: Duration) -> anyhow::Result<Report> {
                 b += usize::from(p["banned"] == true);
             }
         }
+        (g, b)
+    };
+    wait_until(Duration::from_secs(30), || {
+        senders
+            .iter()
+            .filter(|(kind, _)| penalised(kind))
+            .all(|(_, h)| scores(h).0 > 0)
+    });
+    let mut graylisted = BTreeMap::new();
+    let mut banned = BTreeMap::new();
+    for (kind, h) in &senders {
+        let (g, b) = scores(h);
         graylisted.insert(*kind, g);
         banned.insert(*kind, b);
     }

@@ -16,6 +16,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use hubcat_tests::wait_until;
 use serde_json::{json, Value};
 
 /// Longest wait for a federation to agree.
@@ -551,24 +552,34 @@ fn publish_on_one_hub_is_found_on_all_others() {
     let shown = docker_ok(&["exec", &fed.hubs[2].container, "hubcat", "show", &id]);
     assert!(shown.contains("found-everywhere"), "{shown}");
 
-    // Metrics on a receiving hub count the record, the peers and the propagation.
-    let metrics = fed
-        .http
-        .get(fed.url(2, "/metrics"))
-        .send()
-        .and_then(|r| r.text())
-        .expect("metrics");
-    for line in [
+    // Metrics on a receiving hub count the record, the peers and the propagation. The
+    // propagation is recorded by a task of its own and peers keep connecting after the
+    // hub is ready, so the metrics are polled until they show it all.
+    let wanted = [
         "hubcat_records{kind=\"service\"} 1",
         "hubcat_change_propagation_seconds_count 1",
         "hubcat_api_requests_total{route=\"/v1/records\",method=\"GET\",status=\"200\"}",
-    ] {
+    ];
+    let several_peers = |m: &str| {
+        ["4", "3", "2"]
+            .iter()
+            .any(|n| m.contains(&format!("hubcat_peers_connected {n}\n")))
+    };
+    let mut metrics = String::new();
+    let complete = wait_until(CONVERGE, || {
+        metrics = fed
+            .http
+            .get(fed.url(2, "/metrics"))
+            .send()
+            .and_then(|r| r.text())
+            .unwrap_or_default();
+        wanted.iter().all(|line| metrics.contains(line)) && several_peers(&metrics)
+    });
+    for line in wanted {
         assert!(metrics.contains(line), "missing `{line}` in metrics");
     }
     assert!(
-        metrics.contains("hubcat_peers_connected 4")
-            || metrics.contains("hubcat_peers_connected 3")
-            || metrics.contains("hubcat_peers_connected 2"),
+        complete && several_peers(&metrics),
         "hub3 should be connected to several peers"
     );
 }
@@ -597,9 +608,13 @@ fn partition_heals_to_one_digest_and_the_union_of_records() {
     // through the network they left).
     let b1 = fed.publish_exec(3, "side-b-4").expect("publish on hub4");
     let b2 = fed.publish_exec(4, "side-b-5").expect("publish on hub5");
+    assert!(
+        wait_until(CONVERGE, || fed.ids(1).is_some_and(|ids| ids.contains(&a))),
+        "side A's record never reached hub2"
+    );
+    // Two more sync rounds in which side B's records could leak, if the partition failed.
     std::thread::sleep(Duration::from_secs(4));
     let on_hub2 = fed.ids(1).expect("hub2 ids");
-    assert!(on_hub2.contains(&a), "side A has its own record");
     assert!(
         !on_hub2.contains(&b1) && !on_hub2.contains(&b2),
         "the partition holds: side A must not see side B's records"

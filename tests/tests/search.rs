@@ -165,8 +165,14 @@ fn a_record_published_on_one_hub_is_found_on_the_others_stemmed_and_withdrawals_
         slugs(&search(&c, "q=laboratorios")),
         ["hospital-pilot-testing"]
     );
-    // English stemming: "laboratory" finds "laboratories".
-    assert_eq!(slugs(&search(&c, "q=laboratory")), ["hospital-lab-testing"]);
+    // English stemming: "laboratory" finds "laboratories". B's second record may reach C
+    // after its first, so this waits for it too.
+    assert!(
+        wait_until(CONVERGE, || slugs(&search(&c, "q=laboratory"))
+            == ["hospital-lab-testing"]),
+        "the English record never became searchable on C: {}",
+        search(&c, "q=laboratory")
+    );
 
     // The requested language ranks first, and titles come in it.
     let es = search(&c, "q=hospital&lang=es");
@@ -196,7 +202,12 @@ fn a_record_published_on_one_hub_is_found_on_the_others_stemmed_and_withdrawals_
         search(&c, "q=h%C3%A4lsodata")["results"][0]["publisher"]["name"] == "HDS"
     }));
 
-    // A withdrawal disappears from search on every hub.
+    // A withdrawal disappears from search on every hub (each of which found it first).
+    assert!(wait_until(CONVERGE, || [&a, &b].iter().all(|hub| search(
+        hub,
+        "q=h%C3%A4lsodata"
+    )["results"][0]["publisher"]["name"]
+        == "HDS")));
     let (status, _) = a.delete(&id);
     assert_eq!(status, 200);
     for hub in [&a, &b, &c] {
