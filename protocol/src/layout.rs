@@ -181,12 +181,11 @@ where
 }
 
 fn check_record_in_slot(slot: &Slot, json: &str, owner_did: &str) -> Result<Record, LayoutError> {
-    let record = Record::from_json_published_by(json.as_bytes(), owner_did).map_err(|e| {
-        LayoutError::BadRecord {
+    let record =
+        Record::from_json_published_by(json, owner_did).map_err(|e| LayoutError::BadRecord {
             slot: slot.0.clone(),
             detail: e.to_string(),
-        }
-    })?;
+        })?;
     let mismatch = |detail: String| LayoutError::Mismatch {
         slot: slot.0.clone(),
         detail,

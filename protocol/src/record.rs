@@ -406,7 +406,7 @@ impl Record {
     /// Parse a record from JSON bytes, refusing anything invalid.
     pub fn from_json(bytes: &[u8]) -> Result<Record, RecordError> {
         Record::from_json_with(
-            bytes,
+            JsonInput::Bytes(bytes),
             Known {
                 publisher: None,
                 input_len: Some(bytes.len()),
@@ -414,13 +414,15 @@ impl Record {
         )
     }
 
-    fn from_json_with(bytes: &[u8], known: Known<'_>) -> Result<Record, RecordError> {
+    fn from_json_with(input: JsonInput<'_>, known: Known<'_>) -> Result<Record, RecordError> {
         // Most input is valid: parse it straight into the typed record. Anything that path
         // does not take (including every invalid input) goes the `Value` way, which names
         // the offending field; both accept exactly the same records (see `AnyRecord`).
-        let starts_as_object = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        let starts_as_object =
+            input.bytes().iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
         if starts_as_object {
-            if let Some(record) = serde_json::from_slice::<AnyRecord>(bytes)
+            if let Some(record) = input
+                .parse::<AnyRecord>()
                 .ok()
                 .and_then(AnyRecord::into_record)
             {
@@ -428,20 +430,22 @@ impl Record {
                 return Ok(record);
             }
         }
-        let value: Value = serde_json::from_slice(bytes)
+        let value: Value = input
+            .parse()
             .map_err(|e| RecordError::syntax(format!("not valid JSON: {e}")))?;
         Record::from_value_with(value, known)
     }
 
     /// [`Record::from_json`] for a record found in `owner_did`'s document: exactly the same
     /// checks and refusals, but a `publisher` equal to `owner_did` (a did the caller built from
-    /// a valid key) is not decoded again. This is the receive path of every signed change.
-    pub fn from_json_published_by(bytes: &[u8], owner_did: &str) -> Result<Record, RecordError> {
+    /// a valid key) is not decoded again, and the text, a string of the document, is not
+    /// checked for UTF-8 again. This is the receive path of every signed change.
+    pub fn from_json_published_by(json: &str, owner_did: &str) -> Result<Record, RecordError> {
         Record::from_json_with(
-            bytes,
+            JsonInput::Text(json),
             Known {
                 publisher: Some(owner_did),
-                input_len: Some(bytes.len()),
+                input_len: Some(json.len()),
             },
         )
     }
@@ -589,6 +593,29 @@ impl Record {
 /// field, so both paths read the same values; `trl`, typed differently per kind, goes through a
 /// `Value` exactly as on the `Value` path. The input must be a JSON object (checked by the
 /// caller: serde would also read a struct from an array).
+/// JSON to parse: bytes (checked for UTF-8 as they are read) or text already known to be.
+#[derive(Clone, Copy)]
+enum JsonInput<'a> {
+    Bytes(&'a [u8]),
+    Text(&'a str),
+}
+
+impl<'a> JsonInput<'a> {
+    fn bytes(self) -> &'a [u8] {
+        match self {
+            JsonInput::Bytes(b) => b,
+            JsonInput::Text(t) => t.as_bytes(),
+        }
+    }
+
+    fn parse<T: serde::de::DeserializeOwned>(self) -> serde_json::Result<T> {
+        match self {
+            JsonInput::Bytes(b) => serde_json::from_slice(b),
+            JsonInput::Text(t) => serde_json::from_str(t),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AnyRecord {
@@ -1386,7 +1413,7 @@ mod tests {
             assert!(r.to_canonical_json().len() <= input.len(), "{input}");
             let known = "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp";
             assert_eq!(
-                Record::from_json_published_by(input.as_bytes(), known).expect("valid"),
+                Record::from_json_published_by(&input, known).expect("valid"),
                 r
             );
         }
@@ -1472,7 +1499,7 @@ mod tests {
         v["publisher"] = "did:key:z6Mk-not-a-key".into();
         let json = v.to_string();
         let owner = "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp";
-        let e = Record::from_json_published_by(json.as_bytes(), owner).expect_err("refused");
+        let e = Record::from_json_published_by(&json, owner).expect_err("refused");
         assert_eq!(e.field.as_deref(), Some("publisher"));
     }
 

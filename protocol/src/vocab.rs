@@ -194,24 +194,96 @@ pub static SCALE: Vocabulary = Vocabulary {
 
 /// Is `code` an ISO 3166-1 alpha-2 country code (or `XK`)?
 pub fn is_country(code: &str) -> bool {
-    crate::tables::COUNTRIES
-        .binary_search_by(|(c, _)| (*c).cmp(code))
-        .is_ok()
+    COUNTRY_SET.contains(code)
 }
 
 /// Is `code` an ISO 639-1 language code?
 pub fn is_language(code: &str) -> bool {
-    crate::tables::LANGUAGES
-        .binary_search_by(|(c, _)| (*c).cmp(code))
-        .is_ok()
+    LANGUAGE_SET.contains(code)
 }
 
 /// Is `code` a NUTS 2024 (or statistical region 2024) code of level 1 to 3?
 pub fn is_region(code: &str) -> bool {
-    crate::tables::REGIONS
-        .binary_search_by(|(c, _, _)| (*c).cmp(code))
-        .is_ok()
+    // Every record names several; a search over integers is a fraction of one over strings.
+    region_key(code).is_some_and(|k| REGION_KEYS.binary_search(&k).is_ok())
 }
+
+/// A set of two-letter codes of one case (`first` is `b'A'` or `b'a'`): bit `b` of word `a`
+/// holds the code of letters `a`, `b` counted from `first`. Built at compile time from the
+/// tables (a code of any other shape there stops the build); records check a language or
+/// country code in every text and list.
+struct TwoLetterSet {
+    first: u8,
+    bits: [u32; 26],
+}
+
+impl TwoLetterSet {
+    const fn of(codes: &[(&str, &str)], first: u8) -> Self {
+        let mut bits = [0u32; 26];
+        let mut i = 0;
+        while i < codes.len() {
+            let code = codes[i].0.as_bytes();
+            assert!(code.len() == 2);
+            bits[(code[0] - first) as usize] |= 1 << (code[1] - first);
+            i += 1;
+        }
+        TwoLetterSet { first, bits }
+    }
+
+    fn contains(&self, code: &str) -> bool {
+        let [a, b] = code.as_bytes() else {
+            return false;
+        };
+        let (a, b) = (a.wrapping_sub(self.first), b.wrapping_sub(self.first));
+        a < 26 && b < 26 && self.bits[a as usize] >> b & 1 == 1
+    }
+}
+
+static COUNTRY_SET: TwoLetterSet = TwoLetterSet::of(crate::tables::COUNTRIES, b'A');
+static LANGUAGE_SET: TwoLetterSet = TwoLetterSet::of(crate::tables::LANGUAGES, b'a');
+
+/// Codes of at most 8 bytes as big-endian integers padded with zeros: ordered as the codes
+/// are (a shorter code sorts before its extensions, as zero before any letter or digit).
+const fn region_key_bytes(code: &[u8]) -> Option<u64> {
+    if code.is_empty() || code.len() > 8 {
+        return None;
+    }
+    let mut key = [0u8; 8];
+    let mut i = 0;
+    while i < code.len() {
+        if code[i] == 0 {
+            return None;
+        }
+        key[i] = code[i];
+        i += 1;
+    }
+    Some(u64::from_be_bytes(key))
+}
+
+fn region_key(code: &str) -> Option<u64> {
+    region_key_bytes(code.as_bytes())
+}
+
+const REGION_COUNT: usize = crate::tables::REGIONS.len();
+
+/// The region table's codes as [`region_key`]s, in the table's (sorted) order; the build
+/// stops if the table is not sorted or a code does not fit.
+static REGION_KEYS: [u64; REGION_COUNT] = {
+    let mut keys = [0u64; REGION_COUNT];
+    let mut i = 0;
+    while i < REGION_COUNT {
+        let Some(key) = region_key_bytes(crate::tables::REGIONS[i].0.as_bytes()) else {
+            panic!("a region code longer than 8 bytes");
+        };
+        assert!(
+            i == 0 || keys[i - 1] < key,
+            "the region table is not sorted"
+        );
+        keys[i] = key;
+        i += 1;
+    }
+    keys
+};
 
 /// The ISO 3166-1 country a NUTS code lies in (NUTS writes Greece `EL`, ISO `GR`).
 pub fn region_country(code: &str) -> Option<&str> {
@@ -240,5 +312,45 @@ mod tests {
         assert!(is_region("SE11") && is_region("ES11") && is_region("EL52") && is_region("NO08"));
         assert!(!is_region("SE99"));
         assert_eq!(region_country("EL52"), Some("GR"));
+    }
+
+    #[test]
+    fn the_fast_sets_hold_exactly_the_tables_codes() {
+        let in_table = |table: &[(&str, &str)], code: &str| table.iter().any(|(c, _)| *c == code);
+        // Every two-byte string of letters, digits and edge bytes, in both cases.
+        let bytes: Vec<u8> = (0u8..=127).chain([0xc3, 0xff]).collect();
+        for a in &bytes {
+            for b in &bytes {
+                let Ok(code) = std::str::from_utf8(&[*a, *b]).map(str::to_owned) else {
+                    continue;
+                };
+                assert_eq!(
+                    is_country(&code),
+                    in_table(crate::tables::COUNTRIES, &code),
+                    "{code:?}"
+                );
+                assert_eq!(
+                    is_language(&code),
+                    in_table(crate::tables::LANGUAGES, &code),
+                    "{code:?}"
+                );
+            }
+        }
+        for (code, _, _) in crate::tables::REGIONS {
+            assert!(is_region(code), "{code}");
+            for near in [
+                format!("{code}0"),
+                format!("{code}\0"),
+                code.to_lowercase(),
+                code[..code.len() - 1].to_owned() + "Z",
+            ] {
+                let known = crate::tables::REGIONS.iter().any(|(c, _, _)| *c == near);
+                assert_eq!(is_region(&near), known, "{near:?}");
+            }
+        }
+        for odd in ["", "S", "SE", "ABCDEFGHI", "SE110000", "é", "SE\u{0}11"] {
+            assert!(!is_region(odd), "{odd:?}");
+        }
+        assert!(!is_country("") && !is_country("SWE") && !is_language("e"));
     }
 }
