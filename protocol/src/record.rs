@@ -584,15 +584,6 @@ impl Record {
     }
 }
 
-/// Every key a record of any kind may have, each remembering whether it was present (a key
-/// with a `null` value counts as present: `Some(None)`), to parse JSON straight into a typed
-/// record. [`AnyRecord::into_record`] gives up (and the caller takes the `Value` path) on
-/// anything the `Value` path would refuse before validation or read differently: a key outside
-/// the kind's fields (unknown keys and duplicates already fail to parse here), a missing
-/// required field, a value of the wrong type. Each field has the type of the typed record's
-/// field, so both paths read the same values; `trl`, typed differently per kind, goes through a
-/// `Value` exactly as on the `Value` path. The input must be a JSON object (checked by the
-/// caller: serde would also read a struct from an array).
 /// JSON to parse: bytes (checked for UTF-8 as they are read) or text already known to be.
 #[derive(Clone, Copy)]
 enum JsonInput<'a> {
@@ -616,6 +607,15 @@ impl<'a> JsonInput<'a> {
     }
 }
 
+/// Every key a record of any kind may have, each remembering whether it was present (a key
+/// with a `null` value counts as present: `Some(None)`), to parse JSON straight into a typed
+/// record. [`AnyRecord::into_record`] gives up (and the caller takes the `Value` path) on
+/// anything the `Value` path would refuse before validation or read differently: a key outside
+/// the kind's fields (unknown keys and duplicates already fail to parse here), a missing
+/// required field, a value of the wrong type. Each field has the type of the typed record's
+/// field, so both paths read the same values; `trl`, typed differently per kind, goes through a
+/// `Value` exactly as on the `Value` path. The input must be a JSON object (checked by the
+/// caller: serde would also read a struct from an array).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AnyRecord {
