@@ -205,7 +205,7 @@ pub fn is_language(code: &str) -> bool {
 /// Is `code` a NUTS 2024 (or statistical region 2024) code of level 1 to 3?
 pub fn is_region(code: &str) -> bool {
     // Every record names several; a search over integers is a fraction of one over strings.
-    region_key(code).is_some_and(|k| REGION_KEYS.binary_search(&k).is_ok())
+    region_key(code.as_bytes()).is_some_and(|k| REGION_KEYS.binary_search(&k).is_ok())
 }
 
 /// A set of two-letter codes of one case (`first` is `b'A'` or `b'a'`): bit `b` of word `a`
@@ -242,9 +242,10 @@ impl TwoLetterSet {
 static COUNTRY_SET: TwoLetterSet = TwoLetterSet::of(crate::tables::COUNTRIES, b'A');
 static LANGUAGE_SET: TwoLetterSet = TwoLetterSet::of(crate::tables::LANGUAGES, b'a');
 
-/// Codes of at most 8 bytes as big-endian integers padded with zeros: ordered as the codes
-/// are (a shorter code sorts before its extensions, as zero before any letter or digit).
-const fn region_key_bytes(code: &[u8]) -> Option<u64> {
+/// Codes of 1 to 8 bytes, none of them zero, as big-endian integers padded with zeros: ordered
+/// as the codes are (a shorter code sorts before its extensions, as zero before any letter or
+/// digit).
+const fn region_key(code: &[u8]) -> Option<u64> {
     if code.is_empty() || code.len() > 8 {
         return None;
     }
@@ -260,10 +261,6 @@ const fn region_key_bytes(code: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(key))
 }
 
-fn region_key(code: &str) -> Option<u64> {
-    region_key_bytes(code.as_bytes())
-}
-
 const REGION_COUNT: usize = crate::tables::REGIONS.len();
 
 /// The region table's codes as [`region_key`]s, in the table's (sorted) order; the build
@@ -272,8 +269,8 @@ static REGION_KEYS: [u64; REGION_COUNT] = {
     let mut keys = [0u64; REGION_COUNT];
     let mut i = 0;
     while i < REGION_COUNT {
-        let Some(key) = region_key_bytes(crate::tables::REGIONS[i].0.as_bytes()) else {
-            panic!("a region code longer than 8 bytes");
+        let Some(key) = region_key(crate::tables::REGIONS[i].0.as_bytes()) else {
+            panic!("a region code that is empty, longer than 8 bytes or holds a zero byte");
         };
         assert!(
             i == 0 || keys[i - 1] < key,
